@@ -1,0 +1,59 @@
+/**
+ * The signing port. CA and builder keys live behind it, so that the identity core never needs to hold
+ * a private key itself: a caller decides where keys live (memory, a 0600 file, an HSM) by providing a
+ * KeyStore (issue: "Keys are handed to a KeyStore port so that callers decide where they live").
+ */
+import { createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { generateP256, spkiFromPublicKey } from './keys.js';
+import { OID } from './oids.js';
+
+export interface Signer {
+  /** SubjectPublicKeyInfo DER of the signing key. */
+  readonly spki: Buffer;
+  readonly publicKey: KeyObject;
+  /** The X.509 signature algorithm this signer produces (OID). */
+  readonly signatureAlgorithm: string;
+  /** Sign `data`; ECDSA signatures are DER-encoded (as X.509 and CMS need). */
+  sign(data: Buffer): Buffer;
+  /** ECDSA signature in IEEE P1363 form (r||s), as JWS needs (RFC 7518 3.4). */
+  signP1363(data: Buffer): Buffer;
+  /** The private key, for libraries that need a KeyObject (jose). Never serialise it. */
+  readonly privateKey: KeyObject;
+}
+
+export interface KeyStore {
+  /** Create and keep a new P-256 key under `id` (replacing none: ids are unique). */
+  generate(id: string): Signer;
+  get(id: string): Signer | undefined;
+  delete(id: string): void;
+}
+
+/** A Signer over an in-process P-256 KeyObject. */
+export function signerFromPrivateKey(privateKey: KeyObject): Signer {
+  const publicKey = createPublicKey(privateKey);
+  return {
+    spki: spkiFromPublicKey(publicKey),
+    publicKey,
+    signatureAlgorithm: OID.ecdsaWithSha256,
+    privateKey,
+    sign: (data) => cryptoSign('sha256', data, privateKey),
+    signP1363: (data) => cryptoSign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' }),
+  };
+}
+
+/** Keys kept only in this process's memory. */
+export class MemoryKeyStore implements KeyStore {
+  readonly #keys = new Map<string, Signer>();
+  generate(id: string): Signer {
+    if (this.#keys.has(id)) throw new Error(`key ${id} already exists`);
+    const s = signerFromPrivateKey(generateP256().privateKey);
+    this.#keys.set(id, s);
+    return s;
+  }
+  get(id: string): Signer | undefined {
+    return this.#keys.get(id);
+  }
+  delete(id: string): void {
+    this.#keys.delete(id);
+  }
+}
