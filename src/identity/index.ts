@@ -59,3 +59,15 @@ export {
   type ValidatedX509Svid,
   type X509SvidValidationOptions,
 } from './x509/svid.js';
+export { shouldRotate, rotationTime, rotationJitter, ROTATION_FRACTION, ROTATION_JITTER, type Validity } from './rotation.js';
+export {
+  CaManager,
+  CaManagerError,
+  type CaManagerConfig,
+  type CaManagerErrorCode,
+  type CaSlot,
+  type CaSnapshot,
+  type CaEvent,
+  type SlotState,
+  type JwtSigningKey,
+} from './ca-manager.js';
