@@ -15,7 +15,9 @@
  * keeps keys wherever its KeyStore puts them.
  */
 import { randomBytes } from 'node:crypto';
+import { TrustBundle } from './bundle.js';
 import { EdgewardError } from './errors.js';
+import { mintJwtSvidSync } from './jwt-svid.js';
 import type { SpiffeId, TrustDomain } from './spiffe-id.js';
 import { parseCertificate, type ParsedCertificate } from './x509/certificate.js';
 import {
@@ -308,5 +310,23 @@ export class CaManager {
   /** JWT authorities to publish: kid -> public key, for every prepared, active and old slot. */
   jwtAuthorities(): Map<string, import('node:crypto').KeyObject> {
     return new Map(this.#slots.map((s) => [s.jwtKid, this.#signer(s.jwtKeyId).publicKey]));
+  }
+
+  /** The trust domain's bundle: every published X.509 and JWT authority, with the current sequence. */
+  bundle(refreshHintSeconds?: number): TrustBundle {
+    return TrustBundle.create({
+      trustDomain: this.trustDomain,
+      x509Authorities: this.x509Authorities(),
+      jwtAuthorities: this.jwtAuthorities(),
+      sequence: this.sequence,
+      ...(refreshHintSeconds === undefined ? {} : { refreshHintSeconds }),
+    });
+  }
+
+  /** Mint a JWT-SVID with the active JWT key; `exp` never passes the active CA's NotAfter. */
+  mintJwtSvid(r: { spiffeId: SpiffeId; audience: readonly string[]; ttlMs: number; now: number }): string {
+    this.#checkTtl(r.ttlMs, this.maxJwtSvidTtlMs, 'JWT-SVID');
+    const slot = this.#active(r.now);
+    return mintJwtSvidSync({ ...r, key: { kid: slot.jwtKid, privateKey: this.#signer(slot.jwtKeyId).privateKey }, notAfter: slot.cert.notAfter });
   }
 }

@@ -81,7 +81,7 @@ export class TrustDomain {
   }
   /** Parse a bare name (`example.org`) or a trust domain ID (`spiffe://example.org`). */
   static parse(input: unknown): TrustDomain {
-    if (typeof input !== 'string') fail('spiffe-id/not-a-string', 'trust domain must be a string', String(input));
+    if (typeof input !== 'string') fail('spiffe-id/not-a-string', 'trust domain must be a string', typeof input);
     if (input.length === 0) fail('spiffe-id/empty', 'trust domain is empty', input);
     if (input.includes('://')) {
       const id = SpiffeId.parse(input);
@@ -118,7 +118,7 @@ export class SpiffeId {
   }
 
   static parse(input: unknown): SpiffeId {
-    if (typeof input !== 'string') fail('spiffe-id/not-a-string', 'SPIFFE ID must be a string', String(input));
+    if (typeof input !== 'string') fail('spiffe-id/not-a-string', 'SPIFFE ID must be a string', typeof input);
     if (input.length === 0) fail('spiffe-id/empty', 'SPIFFE ID is empty', input);
     if (Buffer.byteLength(input) > MAX_SPIFFE_ID_BYTES) {
       fail('spiffe-id/too-long', 'SPIFFE ID is longer than 2048 bytes (SPIFFE-ID 2.3)', input);

@@ -165,8 +165,19 @@ function encodeLength(len: number): Buffer {
 }
 
 export function tlv(tag: number, ...contents: Buffer[]): Buffer {
-  const body = contents.length === 1 ? contents[0]! : Buffer.concat(contents);
-  return Buffer.concat([Buffer.from([tag]), encodeLength(body.length), body]);
+  let len = 0;
+  for (const c of contents) len += c.length;
+  const hdr = len < 0x80 ? 2 : len < 0x100 ? 3 : len < 0x10000 ? 4 : 5;
+  const out = Buffer.allocUnsafe(hdr + len);
+  out[0] = tag;
+  if (hdr === 2) out[1] = len;
+  else encodeLength(len).copy(out, 1);
+  let off = hdr;
+  for (const c of contents) {
+    c.copy(out, off);
+    off += c.length;
+  }
+  return out;
 }
 
 export const seq = (...items: Buffer[]): Buffer => tlv(Tag.SEQUENCE, ...items);

@@ -43,9 +43,19 @@ export interface CertTemplate {
 }
 
 /** A random positive serial of 16 bytes (RFC 5280 4.1.2.2: positive, at most 20 octets; CA/B: >= 64 bits of entropy). */
+const SERIAL_POOL_SIZE = 4096;
+let serialPool = Buffer.alloc(0);
+let serialOffset = SERIAL_POOL_SIZE;
 export function randomSerial(): Buffer {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
+  // Draw from a pooled CSPRNG buffer (one randomFillSync per 256 serials); each serial is a fresh copy.
+  if (serialOffset + 16 > serialPool.length) {
+    serialPool = randomBytes(SERIAL_POOL_SIZE);
+    serialOffset = 0;
+  }
+  const b = Buffer.from(serialPool.subarray(serialOffset, serialOffset + 16));
+  serialPool.fill(0, serialOffset, serialOffset + 16);
+  serialOffset += 16;
+  b[0] = (b[0]! & 0x7f) | 0x40; // positive, and always 16 significant octets (RFC 5280 4.1.2.2)
   return b;
 }
 
@@ -113,11 +123,22 @@ export function authorityKeyIdExt(keyId: Buffer): ExtensionSpec {
 }
 
 /** Assemble the TBSCertificate, sign it with `signer` and return the certificate DER. */
+/** The DER `Extension` structure (RFC 5280 4.1): extnID, critical (only when TRUE, per DER), extnValue. */
+export function encodeExtension(e: ExtensionSpec): Buffer {
+  return e.critical ? seq(oid(e.oid), boolean(true), octetString(e.value)) : seq(oid(e.oid), octetString(e.value));
+}
+
+const encodedCache = new WeakMap<ExtensionSpec, Buffer>();
+/** Freeze an extension whose value never changes (profiles share them); its encoding is computed once. */
+export function constantExtension(e: ExtensionSpec): ExtensionSpec {
+  const frozen = Object.freeze({ ...e });
+  encodedCache.set(frozen, encodeExtension(frozen));
+  return frozen;
+}
+
 export function buildCertificate(t: CertTemplate, signer: Signer): Buffer {
   const sigAlg = seq(oid(signer.signatureAlgorithm));
-  const exts = t.extensions.map((e) =>
-    e.critical ? seq(oid(e.oid), boolean(true), octetString(e.value)) : seq(oid(e.oid), octetString(e.value)),
-  );
+  const exts = t.extensions.map((e) => encodedCache.get(e) ?? encodeExtension(e));
   const tbs = seq(
     explicit(0, smallUint(2)), // v3
     uintBytes(t.serial),

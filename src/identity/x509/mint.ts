@@ -17,6 +17,7 @@ import {
   authorityKeyIdExt,
   basicConstraintsExt,
   buildCertificate,
+  constantExtension,
   EMPTY_NAME,
   encodeName,
   extKeyUsageExt,
@@ -29,7 +30,7 @@ import {
 } from './builder.js';
 import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { verifyCsr } from './csr.js';
-import { inspectSpki } from './keys.js';
+import { importSpki, isGeneratedSpki } from './keys.js';
 import { OID } from './oids.js';
 import type { Signer } from './signer.js';
 
@@ -48,7 +49,11 @@ export interface CertIssuer {
 
 export interface IssuedCert {
   der: Buffer;
-  parsed: ParsedCertificate;
+  serialHex: string;
+  notBefore: number;
+  notAfter: number;
+  /** Parsed on first access (most callers need only the DER and the times). */
+  readonly parsed: ParsedCertificate;
 }
 
 function lifetime(now: number, ttlMs: number, issuer: CertIssuer | undefined): { notBefore: number; notAfter: number } {
@@ -79,14 +84,19 @@ function issue(
   extensions: ExtensionSpec[],
   times: { notBefore: number; notAfter: number },
   issuer: CertIssuer | { selfSigned: Signer },
+  keyChecked = false,
 ): IssuedCert {
-  inspectSpki(subjectSpki); // refuse unsupported keys before signing anything
+  // Refuse a key no relying party could use (unsupported type, RSA < 2048, point off the curve) before
+  // signing anything. A CSR's key was already imported when its signature was checked, and a key from
+  // generateP256 in this process is known good.
+  if (!keyChecked && !isGeneratedSpki(subjectSpki)) importSpki(subjectSpki);
   const signer = 'selfSigned' in issuer ? issuer.selfSigned : issuer.signer;
   const issuerName = 'selfSigned' in issuer ? subject : issuer.cert.subjectRaw;
   const aki = 'selfSigned' in issuer ? keyIdentifier(subjectSpki) : (issuer.cert.subjectKeyId ?? keyIdentifier(issuer.cert.spki));
+  const serial = randomSerial();
   const der = buildCertificate(
     {
-      serial: randomSerial(),
+      serial,
       issuer: issuerName,
       subject,
       notBefore: times.notBefore,
@@ -96,7 +106,18 @@ function issue(
     },
     signer,
   );
-  return { der, parsed: parseCertificate(der) };
+  let parsed: ParsedCertificate | undefined;
+  // Certificates carry whole seconds (RFC 5280 4.1.2.5); report the times as encoded.
+  return {
+    der,
+    serialHex: serial.toString('hex'),
+    notBefore: Math.floor(times.notBefore / 1000) * 1000,
+    notAfter: Math.floor(times.notAfter / 1000) * 1000,
+    get parsed(): ParsedCertificate {
+      parsed ??= parseCertificate(der);
+      return parsed;
+    },
+  };
 }
 
 function caSubject(td: TrustDomain, role: string): Buffer {
@@ -156,13 +177,23 @@ export interface X509SvidRequest {
   dnsNames?: readonly string[];
 }
 
+const LEAF_SUBJECT = encodeName([[OID.organizationName, 'Edgeward']]);
 function leafSubject(dnsNames: string[]): Buffer {
   // Subject is optional (X509-SVID 2); we set O (and CN = first DNS name, as SPIRE) so tools show something.
-  return encodeName(dnsNames.length > 0 ? [[OID.organizationName, 'Edgeward'], [OID.commonName, dnsNames[0]!]] : [[OID.organizationName, 'Edgeward']]);
+  return dnsNames.length > 0 ? encodeName([[OID.organizationName, 'Edgeward'], [OID.commonName, dnsNames[0]!]]) : LEAF_SUBJECT;
 }
+
+// The fixed part of the leaf X509-SVID profile (X509-SVID 4.1, 4.3, 4.4), encoded once.
+const LEAF_BASIC_CONSTRAINTS = constantExtension(basicConstraintsExt(false));
+const LEAF_KEY_USAGE = constantExtension(keyUsageExt(['digitalSignature', 'keyEncipherment', 'keyAgreement']));
+const LEAF_EKU = constantExtension(extKeyUsageExt([OID.serverAuth, OID.clientAuth]));
 
 /** A leaf X509-SVID for a public key the issuer already trusts to belong to the workload. */
 export function mintX509Svid(r: X509SvidRequest): IssuedCert {
+  return mintLeaf(r, false);
+}
+
+function mintLeaf(r: X509SvidRequest, keyChecked: boolean): IssuedCert {
   if (r.spiffeId.isTrustDomainId) throw new MintError('mint/bad-request', 'a leaf SVID needs a SPIFFE ID with a path (X509-SVID 2)');
   // A CA's URI SAN is its trust domain ID (X509-SVID 4.1); a CA without one (an upstream root) does not constrain.
   const caTd = r.issuer.cert.uris[0];
@@ -174,13 +205,14 @@ export function mintX509Svid(r: X509SvidRequest): IssuedCert {
     r.spki,
     leafSubject(dns),
     [
-      basicConstraintsExt(false),
-      keyUsageExt(['digitalSignature', 'keyEncipherment', 'keyAgreement']),
-      extKeyUsageExt([OID.serverAuth, OID.clientAuth]),
+      LEAF_BASIC_CONSTRAINTS,
+      LEAF_KEY_USAGE,
+      LEAF_EKU,
       subjectAltNameExt([r.spiffeId.toString()], dns, false), // subject is not empty, so SAN need not be critical
     ],
     lifetime(r.now, r.ttlMs, r.issuer),
     r.issuer,
+    keyChecked,
   );
 }
 
@@ -192,7 +224,7 @@ export interface CsrSvidRequest extends Omit<X509SvidRequest, 'spki'> {
 /** Issue an X509-SVID from a CSR: the CSR contributes its public key and nothing else. */
 export function mintX509SvidFromCsr(r: CsrSvidRequest): IssuedCert {
   const { spki } = verifyCsr(r.csr);
-  return mintX509Svid({ ...r, spki });
+  return mintLeaf({ ...r, spki }, true);
 }
 
 export interface CodeSigningRequest {

@@ -29,10 +29,10 @@ export interface KeyStore {
 }
 
 /** A Signer over an in-process P-256 KeyObject. */
-export function signerFromPrivateKey(privateKey: KeyObject): Signer {
+export function signerFromPrivateKey(privateKey: KeyObject, spki?: Buffer): Signer {
   const publicKey = createPublicKey(privateKey);
   return {
-    spki: spkiFromPublicKey(publicKey),
+    spki: spki ?? spkiFromPublicKey(publicKey),
     publicKey,
     signatureAlgorithm: OID.ecdsaWithSha256,
     privateKey,
@@ -46,7 +46,8 @@ export class MemoryKeyStore implements KeyStore {
   readonly #keys = new Map<string, Signer>();
   generate(id: string): Signer {
     if (this.#keys.has(id)) throw new Error(`key ${id} already exists`);
-    const s = signerFromPrivateKey(generateP256().privateKey);
+    const k = generateP256();
+    const s = signerFromPrivateKey(k.privateKey, k.spki);
     this.#keys.set(id, s);
     return s;
   }

@@ -199,48 +199,51 @@ export function validateX509Svid(
   let current = leaf;
   // Number of intermediate CA certificates between `current` and the leaf (for pathLenConstraint).
   let intermediatesBelow = 0;
-  for (;;) {
-    let anchor: ParsedCertificate | undefined;
-    let sawCandidate = false;
-    for (const a of anchors) {
-      if (!issuedBy(current, a)) continue;
-      sawCandidate = true;
-      if (signatureValid(current, a)) {
-        anchor = a;
-        break;
+  // Every candidate issuer whose signature verifies is tried in turn (as Go's verifier does): an expired
+  // predecessor of a renewed root must not hide the renewed one. The first failure is reported if none passes.
+  let firstFailure: X509SvidError | undefined;
+  let sawCandidate = false;
+  const accept = (cand: ParsedCertificate, role: 'trust anchor' | 'intermediate CA'): boolean => {
+    if (!issuedBy(current, cand)) return false;
+    sawCandidate = true;
+    if (!signatureValid(current, cand)) return false;
+    try {
+      checkIssuerCapable(cand, role);
+      if (role === 'intermediate CA') {
+        // X509-SVID 4.3: signing certificates MUST set keyCertSign, so an intermediate needs keyUsage.
+        if (!cand.keyUsage.present) throw err('x509-svid/untrusted', 'intermediate CA has no keyUsage (X509-SVID 4.3)');
+        checkCriticalExtensions(cand, role);
       }
+      if (cand.pathLen !== undefined && intermediatesBelow > cand.pathLen) {
+        throw err('x509-svid/path-too-long', `path length constraint of the ${role} exceeded (RFC 5280 4.2.1.9)`);
+      }
+      checkTime(cand, now, role);
+      return true;
+    } catch (e) {
+      if (!(e instanceof X509SvidError)) throw e;
+      firstFailure ??= e;
+      return false;
     }
+  };
+  for (;;) {
+    sawCandidate = false; // per level of the path
+    const anchor = anchors.find((a) => accept(a, 'trust anchor'));
     if (anchor !== undefined) {
-      checkIssuerCapable(anchor, 'trust anchor');
-      if (anchor.pathLen !== undefined && intermediatesBelow > anchor.pathLen) {
-        throw err('x509-svid/path-too-long', 'path length constraint of the trust anchor exceeded (RFC 5280 4.2.1.9)');
-      }
-      checkTime(anchor, now, 'trust anchor');
       path.push(anchor);
       break;
     }
     let next: ParsedCertificate | undefined;
-    for (let i = 1; i < certs.length; i++) {
-      if (used.has(i)) continue;
-      const c = certs[i]!;
-      if (!issuedBy(current, c)) continue;
-      sawCandidate = true;
-      if (signatureValid(current, c)) {
-        next = c;
+    for (let i = 1; i < certs.length && next === undefined; i++) {
+      if (!used.has(i) && accept(certs[i]!, 'intermediate CA')) {
+        next = certs[i]!;
         used.add(i);
-        break;
       }
     }
     if (next === undefined) {
+      if (firstFailure !== undefined) throw firstFailure;
       if (sawCandidate) throw err('x509-svid/bad-signature', 'certificate signature does not verify against its issuer');
       throw err('x509-svid/untrusted', `certificate does not chain to the bundle of trust domain ${td.name}`);
     }
-    checkIssuerCapable(next, 'intermediate CA');
-    checkCriticalExtensions(next, 'intermediate CA');
-    if (next.pathLen !== undefined && intermediatesBelow > next.pathLen) {
-      throw err('x509-svid/path-too-long', 'path length constraint exceeded (RFC 5280 4.2.1.9)');
-    }
-    checkTime(next, now, 'intermediate CA');
     path.push(next);
     current = next;
     intermediatesBelow++;
