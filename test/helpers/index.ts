@@ -1,0 +1,4 @@
+/** Shared test helpers. */
+export { freePort } from './ports.js';
+export { tempDir } from './temp.js';
+export { runCli, openssl, REPO_ROOT, CLI_PATH, type RunResult, type RunCliOptions, type OpensslResult, type OpensslOptions } from './process.js';
