@@ -13,10 +13,19 @@ import { formatFlags, printable } from './args.js';
 import type { CliIo, Command } from './command.js';
 import { demoCommand } from './commands/demo.js';
 import { x509InspectCommand } from './commands/x509-inspect.js';
+import { edgeStartCommand } from './commands/edge-start.js';
+import { entryCreateCommand, entryDeleteCommand, entryListCommand } from './commands/entry.js';
 import { CliUsageError } from './errors.js';
 
 /** Every command, in the order `edgeward --help` lists them. */
-export const COMMANDS: readonly Command[] = [demoCommand, x509InspectCommand];
+export const COMMANDS: readonly Command[] = [
+  demoCommand,
+  x509InspectCommand,
+  edgeStartCommand,
+  entryCreateCommand,
+  entryListCommand,
+  entryDeleteCommand,
+];
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

@@ -120,3 +120,12 @@ export {
   type PublicJwk,
   type BundleErrorCode,
 } from './bundle.js';
+export {
+  parseDuration,
+  formatDuration,
+  DurationError,
+  DURATION_ERROR_CODES,
+  MAX_DURATION_LENGTH,
+  type DurationErrorCode,
+  type DurationBounds,
+} from './duration.js';

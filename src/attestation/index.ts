@@ -1,0 +1,66 @@
+/**
+ * Attestation: pure mapping from verified evidence to selectors, the attestor ports, and registration
+ * entries (validation and subset matching). No I/O here: collectors live in src/edge and src/cloud.
+ */
+export {
+  SelectorError,
+  SELECTOR_ERROR_CODES,
+  MAX_SELECTOR_LENGTH,
+  makeSelector,
+  parseSelector,
+  toSelector,
+  formatSelector,
+  selectorKey,
+  selectorEquals,
+  compareSelectors,
+  normalizeSelectors,
+  type Selector,
+  type SelectorErrorCode,
+} from './workload/selector.js';
+export {
+  unixSelectors,
+  UnixEvidenceError,
+  UNIX_EVIDENCE_ERROR_CODES,
+  UNIX_SELECTOR_TYPE,
+  type UnixEvidence,
+  type UnixEvidenceErrorCode,
+} from './workload/unix.js';
+export {
+  WorkloadAttestationError,
+  WORKLOAD_ATTESTATION_ERROR_CODES,
+  attestWorkload,
+  checkStillAlive,
+  combineSelectors,
+  selectorKeySet,
+  type AttestWorkloadOptions,
+  type ProcessLiveness,
+  type WorkloadAttestationErrorCode,
+  type WorkloadAttestor,
+  type WorkloadCaller,
+} from './workload/attestor.js';
+export {
+  EntryValidationError,
+  ENTRY_VALIDATION_ERROR_CODES,
+  EntryIndex,
+  validateEntryInput,
+  entryToDocument,
+  entryDedupeKey,
+  derivedEntryId,
+  sameEntryContent,
+  matchEntries,
+  MAX_ENTRY_SELECTORS,
+  MAX_ENTRY_DNS_NAMES,
+  MAX_ENTRY_HINT_BYTES,
+  MIN_SVID_TTL_MS,
+  DEFAULT_MAX_X509_SVID_TTL_MS,
+  DEFAULT_MAX_JWT_SVID_TTL_MS,
+  ENTRY_ID_PATTERN,
+  ENTRY_INPUT_FIELDS,
+  type EntryDocument,
+  type EntryInput,
+  type EntryProblem,
+  type EntryValidationErrorCode,
+  type EntryValidationOptions,
+  type MatchableEntry,
+  type RegistrationEntry,
+} from './workload/entry.js';

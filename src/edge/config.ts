@@ -1,0 +1,93 @@
+/**
+ * The edge agent's one typed configuration object (architecture.md convention 7): built from CLI flags
+ * and environment in one place, every problem reported together, frozen afterwards.
+ */
+import { isAbsolute, join, resolve } from 'node:path';
+import { EdgewardError, parseDuration, TrustDomain } from '../identity/index.js';
+
+export type EdgeConfigErrorCode = 'edge-config/invalid';
+export class EdgeConfigError extends EdgewardError<EdgeConfigErrorCode> {}
+
+export interface EdgeConfig {
+  readonly mode: 'standalone';
+  readonly trustDomain: TrustDomain;
+  readonly dataDir: string;
+  /** The public Workload API socket (any local process may connect; attestation decides). */
+  readonly socketPath: string;
+  /** The private admin socket (0600, in a 0700 directory). */
+  readonly adminSocketPath: string;
+  readonly dbPath: string;
+  readonly caDir: string;
+  /** Registration entries loaded from a policy file at start (policies/registration-entries.yaml). */
+  readonly policyFile: string | undefined;
+  readonly caTtlMs: number;
+  readonly x509SvidTtlMs: number;
+  readonly jwtSvidTtlMs: number;
+  readonly discoverWorkloadPath: boolean;
+  /** Largest binary hashed for unix:sha256; negative = emit unix:path without hashing. */
+  readonly workloadSizeLimit: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface EdgeConfigInput {
+  standalone: boolean;
+  trustDomain?: string | undefined;
+  dataDir?: string | undefined;
+  socket?: string | undefined;
+  policy?: string | undefined;
+  caTtl?: string | undefined;
+  x509Ttl?: string | undefined;
+  jwtTtl?: string | undefined;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+const MAX_UNIX_PATH = 107;
+
+export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
+  const problems: string[] = [];
+  const take = <T>(f: () => T, what: string): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      problems.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+      return undefined;
+    }
+  };
+  if (!input.standalone) problems.push('only --standalone is supported until nodes can join a cloud');
+  const td = input.trustDomain === undefined ? (problems.push('--trust-domain is required'), undefined) : take(() => TrustDomain.parse(input.trustDomain), '--trust-domain');
+  const dataDir = input.dataDir === undefined ? (problems.push('--data-dir is required'), undefined) : resolve(input.dataDir);
+  const socketPath = input.socket !== undefined ? resolve(input.socket) : dataDir !== undefined ? join(dataDir, 'public', 'api.sock') : undefined;
+  if (socketPath !== undefined && Buffer.byteLength(socketPath) > MAX_UNIX_PATH) problems.push(`socket path is longer than ${MAX_UNIX_PATH} bytes`);
+  const adminSocketPath = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
+  if (adminSocketPath !== undefined && Buffer.byteLength(adminSocketPath) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
+  const policyFile = input.policy === undefined ? undefined : isAbsolute(input.policy) ? input.policy : resolve(input.policy);
+  const dur = (v: string | undefined, dflt: number, what: string, min: number, max: number): number =>
+    v === undefined ? dflt : (take(() => parseDuration(v, { min, max }), what) ?? dflt);
+  const caTtlMs = dur(input.caTtl, 24 * 3_600_000, '--ca-ttl', 60_000, 365 * 24 * 3_600_000);
+  const x509SvidTtlMs = dur(input.x509Ttl, 3_600_000, '--x509-ttl', 1000, 7 * 24 * 3_600_000);
+  const jwtSvidTtlMs = dur(input.jwtTtl, 5 * 60_000, '--jwt-ttl', 1000, 24 * 3_600_000);
+  if (caTtlMs < 6 * Math.max(x509SvidTtlMs, jwtSvidTtlMs)) problems.push('--ca-ttl must be at least 6x the longest SVID TTL');
+  const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
+  if (problems.length > 0 || td === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined) {
+    throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
+  }
+  return Object.freeze({
+    mode: 'standalone',
+    trustDomain: td,
+    dataDir,
+    socketPath,
+    adminSocketPath,
+    dbPath: join(dataDir, 'state.db'),
+    caDir: join(dataDir, 'ca'),
+    policyFile,
+    caTtlMs,
+    x509SvidTtlMs,
+    jwtSvidTtlMs,
+    discoverWorkloadPath: true,
+    // unix:path only; hashing the binary (unix:sha256) on every attestation would cost ~0.3 s for a
+    // 100 MB runtime such as node. A negative limit means "path, no hash" (src/edge/attestor/unix.ts).
+    workloadSizeLimit: -1,
+    logLevel: level as EdgeConfig['logLevel'],
+  });
+}
