@@ -1,96 +1,112 @@
 /**
- * `edgeward demo`: what `npm start` runs. It exercises only what exists today, for real, in memory:
- * a trust domain CA (root + rotating signing CA) from the identity core, an X509-SVID and a JWT-SVID
- * issued by it, both validated against the trust domain's bundle.
+ * `edgeward demo`: what `npm start` runs. Everything it shows happens for real on this machine:
  *
- * TODO: replace with the three user flows (attested node join, mTLS-only device provisioning, signed
- * release verification) as cloud, edge and the supply chain appear.
+ * 1. an edge agent starts in standalone mode (its own rotating CA, SQLite entries, the SPIFFE Workload
+ *    API on a Unix socket) in a temporary data directory;
+ * 2. a registration entry is created through the agent's private admin socket, for this process's uid;
+ * 3. this process then acts as a workload: it calls the Workload API, is identified by the kernel
+ *    (SO_PEERCRED, no credentials sent), and receives its X509-SVID, key and bundle, which are validated
+ *    with the identity core; it fetches a JWT-SVID and has the agent validate it (and refuse it for
+ *    another audience);
+ * 4. the agent stops and the temporary directory is removed.
+ *
+ * The later flows (attested node join, mTLS-only device provisioning, signed release verification)
+ * join the demo as the cloud core, EventBus and supply chain appear.
  */
-import {
-  bundleToJson,
-  CaManager,
-  certToPem,
-  generateP256,
-  MemoryKeyStore,
-  SpiffeId,
-  spkiFromPublicKey,
-  TrustDomain,
-  validateJwtSvidSync,
-  validateX509Svid,
-  x509AuthoritiesPem,
-} from '../../identity/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { certToPem, EdgewardError, validateX509Svid, x509AuthoritiesPem } from '../../identity/index.js';
+import { parseEdgeConfig, runEdgeStandalone } from '../../edge/index.js';
+import { adminCall, WorkloadApiClient } from '../../protocol/index.js';
 import { defineCommand } from '../command.js';
+import { createLogger } from '../logger.js';
 
 const DEMO_TRUST_DOMAIN = 'demo.edgeward.test';
-const X509_SVID_TTL_MS = 60 * 60 * 1000;
-const JWT_SVID_TTL_MS = 5 * 60 * 1000;
-const JWT_AUDIENCE = 'spiffe://demo.edgeward.test/demo/api';
+const WORKLOAD_ID = `spiffe://${DEMO_TRUST_DOMAIN}/demo/workload`;
+const AGENT_ID = `spiffe://${DEMO_TRUST_DOMAIN}/edgeward/agent`;
+const JWT_AUDIENCE = `spiffe://${DEMO_TRUST_DOMAIN}/demo/api`;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 export const demoCommand = defineCommand({
   name: 'demo',
-  summary: 'mint an in-memory CA, an X509-SVID and a JWT-SVID, validate both, print a summary',
+  summary: 'start a standalone edge agent, register a workload, fetch and validate its SVIDs over the Workload API',
   operands: '',
   args: {
     flags: {
-      show: { type: 'boolean', description: 'also print the bundle (PEM and SPIFFE JSON), the SVID chain and the JWT-SVID' },
+      show: { type: 'boolean', description: 'also print the bundle (PEM), the SVID chain and the JWT-SVID (never the private key)' },
     },
     positionals: { min: 0, max: 0 },
   },
   async run({ flags }, io) {
-    const now = io.now();
-    const td = TrustDomain.parse(DEMO_TRUST_DOMAIN);
-    const ca = new CaManager({ trustDomain: td }, new MemoryKeyStore());
-    ca.tick(now);
-    const bundle = ca.bundle();
-    const workload = SpiffeId.fromSegments(td, 'demo', 'workload');
+    const dir = mkdtempSync(join(tmpdir(), 'edgeward-demo-'));
+    const dataDir = join(dir, 'agent');
+    const uid = process.getuid?.() ?? 0;
+    const config = parseEdgeConfig({ standalone: true, trustDomain: DEMO_TRUST_DOMAIN, dataDir, env: io.env });
+    const edge = await runEdgeStandalone(config, { logger: createLogger({ name: 'edgeward-edge', level: 'warn' }) });
+    const client = new WorkloadApiClient(edge.endpoint);
+    try {
+      const entry = (await adminCall(config.adminSocketPath, 'entry.create', {
+        spiffeId: WORKLOAD_ID,
+        parentId: AGENT_ID,
+        selectors: [`unix:uid:${uid}`],
+        x509SvidTtl: '1h',
+      })) as { id: string };
 
-    // X509-SVID for a key generated here (the workload's key never leaves it in a real deployment).
-    const key = generateP256();
-    const svid = ca.issueX509Svid({ spiffeId: workload, spki: spkiFromPublicKey(key.publicKey), ttlMs: X509_SVID_TTL_MS, now });
-    const chain = [svid.der, ...ca.intermediates(now)];
-    const x509 = validateX509Svid(chain, bundle, now);
+      const ctx = await client.fetchX509Svid();
+      const svid = ctx.defaultSvid;
+      const validated = validateX509Svid(svid.chainDer, ctx.bundles, io.now());
+      const jwt = (await client.fetchJwtSvid([JWT_AUDIENCE]))[0];
+      if (jwt === undefined) throw new EdgewardError('demo/no-jwt', 'the agent returned no JWT-SVID');
+      const checked = await client.validateJwtSvid(jwt.token, JWT_AUDIENCE);
+      let otherAudience = 'accepted (unexpected)';
+      try {
+        await client.validateJwtSvid(jwt.token, `spiffe://${DEMO_TRUST_DOMAIN}/other`);
+      } catch (e) {
+        otherAudience = `refused (${e instanceof EdgewardError ? e.code : 'error'})`;
+      }
+      const bundle = ctx.bundles.get(svid.spiffeId.trustDomain);
 
-    // JWT-SVID for one audience, signed with the CA's active JWT key.
-    const token = ca.mintJwtSvid({ spiffeId: workload, audience: [JWT_AUDIENCE], ttlMs: JWT_SVID_TTL_MS, now });
-    const jwt = validateJwtSvidSync(token, { audience: JWT_AUDIENCE, bundles: bundle, now });
-
-    const signing = ca.slots.find((s) => s.state === 'active');
-    const lines = [
-      'Edgeward demo: everything below was created and checked in this process, in memory.',
-      '',
-      `trust domain   ${td.name}`,
-      `root CA        serial ${ca.root.serialHex}, valid until ${iso(ca.root.notAfter)}`,
-      `signing CA     serial ${signing?.cert.serialHex ?? '?'}, valid until ${signing === undefined ? '?' : iso(signing.cert.notAfter)}`,
-      `bundle         ${bundle.x509Authorities.length} X.509 authorities, ${bundle.jwtAuthorities.size} JWT authority, sequence ${String(bundle.sequence)}`,
-      '',
-      `X509-SVID      ${svid.parsed.uris[0] ?? '?'}`,
-      `               serial ${svid.parsed.serialHex}, valid until ${iso(svid.parsed.notAfter)}`,
-      `  validation   valid for ${x509.spiffeId.toString()} (path: ${x509.path.length} certificates up to the bundle)`,
-      `JWT-SVID       sub ${jwt.spiffeId.toString()}, aud ${jwt.audience.join(', ')}, expires ${iso(jwt.expiresAt)}`,
-      `  validation   valid for audience ${JWT_AUDIENCE}`,
-      '',
-      'Inspect a chain yourself: edgeward x509 inspect CHAIN.pem --bundle BUNDLE.pem (or a SPIFFE bundle .json)',
-      'Not in the demo yet: attested node join, mTLS-only device provisioning, signed release verification.',
-    ];
-    io.stdout(`${lines.join('\n')}\n`);
-    if (flags.show) {
-      io.stdout(
-        [
-          '',
-          '# bundle (X.509 authorities, PEM)',
-          x509AuthoritiesPem(bundle).trimEnd(),
-          '# bundle (SPIFFE bundle JSON)',
-          bundleToJson(bundle),
-          '# X509-SVID chain (leaf, signing CA)',
-          chain.map(certToPem).join('').trimEnd(),
-          '# JWT-SVID',
-          token,
-          '',
-        ].join('\n'),
-      );
+      const lines = [
+        'Edgeward demo: a real edge agent and a real workload on this machine.',
+        '',
+        `edge agent     standalone, trust domain ${DEMO_TRUST_DOMAIN}, data dir ${dataDir}`,
+        `Workload API   SPIFFE_ENDPOINT_SOCKET=${edge.endpoint}`,
+        `entry          ${entry.id}: ${WORKLOAD_ID} for selector unix:uid:${uid} (via the 0600 admin socket)`,
+        '',
+        `workload       this process (pid ${process.pid}, uid ${uid}), identified by the kernel (SO_PEERCRED)`,
+        `X509-SVID      ${svid.spiffeId.toString()}`,
+        `               serial ${svid.leaf.serialHex}, valid until ${iso(svid.leaf.notAfter)}, rotates at about half-life`,
+        `               key delivered as PKCS#8 (${svid.keyPkcs8.length} bytes, generated by the agent for this workload)`,
+        `  validation   valid for ${validated.spiffeId.toString()} (path of ${validated.path.length} certificates up to the bundle)`,
+        `bundle         ${bundle?.x509Authorities.length ?? 0} X.509 authorities (root + signing CAs)`,
+        `JWT-SVID       sub ${jwt.spiffeId.toString()}, aud ${jwt.audience.join(', ')}, expires ${iso(jwt.expiresAt)}`,
+        `  validation   ValidateJWTSVID: valid for ${checked.spiffeId.toString()}; for another audience: ${otherAudience}`,
+        '',
+        'Try it yourself: docs/workload-api.md (edgeward edge start --standalone, entry create, svid fetch).',
+        'Not in the demo yet: attested node join, mTLS-only device provisioning, signed release verification.',
+      ];
+      io.stdout(`${lines.join('\n')}\n`);
+      if (flags.show && bundle !== undefined) {
+        io.stdout(
+          [
+            '',
+            '# bundle (X.509 authorities, PEM)',
+            x509AuthoritiesPem(bundle).trimEnd(),
+            '# X509-SVID chain (leaf, signing CA)',
+            svid.chainDer.map(certToPem).join('').trimEnd(),
+            '# JWT-SVID',
+            jwt.token,
+            '',
+          ].join('\n'),
+        );
+      }
+      return 0;
+    } finally {
+      client.close();
+      await edge.close();
+      rmSync(dir, { recursive: true, force: true });
     }
-    return 0;
   },
 });
