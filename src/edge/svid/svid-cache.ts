@@ -61,7 +61,7 @@ const RETRY_MAX_MS = 30_000;
 const MIN_TIMER_MS = 50;
 
 function shapeOf(e: SvidEntry, ttl: number): string {
-  return JSON.stringify([e.spiffeId.toString(), [...e.dnsNames].sort(), ttl]);
+  return JSON.stringify([e.spiffeId.toString(), [...e.dnsNames].sort(), ttl, e.hint ?? '']);
 }
 
 export class SvidCache {
@@ -128,17 +128,26 @@ export class SvidCache {
     if (running !== undefined) return running;
     const job = (async () => {
       const ttl = this.#ttl(e);
+      const shape = shapeOf(e, ttl);
       const key = generateP256();
       try {
         const issued = await this.#issuer.issueX509Svid({ spiffeId: e.spiffeId, key, ttlMs: ttl, dnsNames: e.dnsNames });
-        if (this.#closed || this.#entries.get(e.id) !== e) return; // entry changed or removed meanwhile
+        // Entry objects are replaced on every store change, so compare by content: an entry removed
+        // meanwhile gets nothing; one whose content changed is issued again for its new content.
+        const latest = this.#entries.get(e.id);
+        if (this.#closed || latest === undefined) return;
+        if (shapeOf(latest, this.#ttl(latest)) !== shape) {
+          // After this job's `finally` has cleared the in-flight marker (a timer runs after microtasks).
+          this.#timers.setTimeout(() => void this.#refreshDue(), 0);
+          return;
+        }
         this.#svids.set(e.id, {
           ...issued,
           entryId: e.id,
           spiffeId: e.spiffeId.toString(),
           hint: e.hint ?? '',
           keyPkcs8: key.pkcs8(),
-          shape: shapeOf(e, ttl),
+          shape,
         });
         this.#retryAt.delete(e.id);
         this.#events.changed();
