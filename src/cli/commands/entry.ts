@@ -6,6 +6,7 @@
  * The agent validates every field (src/attestation entry rules); the CLI only shapes the request.
  */
 import { join, resolve } from 'node:path';
+import { formatDuration } from '../../identity/index.js';
 import { adminCall } from '../../protocol/index.js';
 import { defineCommand, type CliIo } from '../command.js';
 import { CliUsageError } from '../errors.js';
@@ -23,8 +24,8 @@ interface EntryOut {
   spiffeId: string;
   parentId: string;
   selectors: string[];
-  x509SvidTtl?: string;
-  jwtSvidTtl?: string;
+  x509SvidTtlMs?: number;
+  jwtSvidTtlMs?: number;
   dnsNames?: string[];
   hint?: string;
   source?: string;
@@ -35,8 +36,8 @@ function line(e: EntryOut): string {
     `${e.id}  ${e.spiffeId}`,
     `    parent: ${e.parentId}`,
     `    selectors: ${e.selectors.join(' ')}`,
-    ...(e.x509SvidTtl ? [`    x509 ttl: ${e.x509SvidTtl}`] : []),
-    ...(e.jwtSvidTtl ? [`    jwt ttl: ${e.jwtSvidTtl}`] : []),
+    ...(e.x509SvidTtlMs !== undefined ? [`    x509 ttl: ${formatDuration(e.x509SvidTtlMs)}`] : []),
+    ...(e.jwtSvidTtlMs !== undefined ? [`    jwt ttl: ${formatDuration(e.jwtSvidTtlMs)}`] : []),
     ...(e.dnsNames && e.dnsNames.length > 0 ? [`    dns: ${e.dnsNames.join(' ')}`] : []),
     ...(e.hint ? [`    hint: ${e.hint}`] : []),
     ...(e.source ? [`    source: ${e.source}`] : []),

@@ -38,6 +38,8 @@ export interface X509SvidIssuer {
 }
 
 export interface CachedSvid extends IssuedSvid {
+  /** When this agent received the SVID (epoch ms); rotation is measured from here. */
+  issuedAt: number;
   entryId: string;
   spiffeId: string;
   hint: string;
@@ -59,6 +61,15 @@ export interface SvidCacheEvents {
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 const MIN_TIMER_MS = 50;
+
+/**
+ * The validity rotation is computed over. Certificates are back-dated (BACKDATE_MS) to absorb clock skew;
+ * measuring half-life from the back-dated NotBefore would rotate short-lived SVIDs at once (a 10 s SVID
+ * would be due the moment it arrives), so the lifetime starts when the SVID was received.
+ */
+function rotationBasis(s: CachedSvid): { notBefore: number; notAfter: number; serialHex: string } {
+  return { notBefore: Math.max(s.notBefore, s.issuedAt), notAfter: s.notAfter, serialHex: s.serialHex };
+}
 
 function shapeOf(e: SvidEntry, ttl: number): string {
   return JSON.stringify([e.spiffeId.toString(), [...e.dnsNames].sort(), ttl, e.hint ?? '']);
@@ -115,7 +126,7 @@ export class SvidCache {
     const jobs: Promise<void>[] = [];
     for (const e of this.#entries.values()) {
       const cur = this.#svids.get(e.id);
-      const due = cur === undefined || cur.shape !== shapeOf(e, this.#ttl(e)) || shouldRotate(now, cur);
+      const due = cur === undefined || cur.shape !== shapeOf(e, this.#ttl(e)) || shouldRotate(now, rotationBasis(cur));
       const retry = this.#retryAt.get(e.id);
       if (due && (retry === undefined || retry.at <= now)) jobs.push(this.#issue(e));
     }
@@ -143,6 +154,7 @@ export class SvidCache {
         }
         this.#svids.set(e.id, {
           ...issued,
+          issuedAt: Math.min(this.#clock.now(), issued.notAfter),
           entryId: e.id,
           spiffeId: e.spiffeId.toString(),
           hint: e.hint ?? '',
@@ -170,7 +182,7 @@ export class SvidCache {
     const now = this.#clock.now();
     let next = Infinity;
     for (const [id, s] of this.#svids) {
-      next = Math.min(next, this.#retryAt.get(id)?.at ?? rotationTime(s));
+      next = Math.min(next, this.#retryAt.get(id)?.at ?? rotationTime(rotationBasis(s)));
       if (s.notAfter > now) next = Math.min(next, s.notAfter);
     }
     for (const [id, r] of this.#retryAt) if (!this.#svids.has(id)) next = Math.min(next, r.at);

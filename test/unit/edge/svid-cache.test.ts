@@ -54,4 +54,23 @@ describe('SvidCache', () => {
     expect(cache.get('a')?.shape).toContain('a.example.org');
     cache.close();
   });
+
+  it('measures half-life from receipt, not from the back-dated NotBefore (no re-issue storm for short TTLs)', async () => {
+    const clock = new ManualClock(100_000);
+    let issued = 0;
+    const issuer: X509SvidIssuer = {
+      defaultX509SvidTtlMs: 4000,
+      // As the CA does: NotBefore 10 s back (BACKDATE_MS), NotAfter = now + TTL.
+      issueX509Svid: async (req) => ({ chainDer: [Buffer.alloc(1)], serialHex: String(++issued), notBefore: clock.now() - 10_000, notAfter: clock.now() + req.ttlMs }),
+    };
+    const cache = new SvidCache({ issuer, clock, timers: realTimersForTest, events: { changed: () => {}, issueFailed: () => {} } });
+    await cache.reconcile([entry('a', 'a')]);
+    await new Promise((r) => setTimeout(r, 300)); // several MIN_TIMER_MS periods of real time; the clock stands still
+    expect(issued).toBe(1);
+    // At about half of the 4 s lifetime (+-10%) it is due.
+    clock.advance(2300);
+    await cache.reconcile([entry('a', 'a')]);
+    expect(issued).toBe(2);
+    cache.close();
+  });
 });
