@@ -420,7 +420,7 @@ async function latencyRound(workers: Worker[], kind: 'wapi' | 'baseline', target
 
 async function main(): Promise<void> {
   // The identity core (built to dist/src) derives the expected rotation instants from the certificates.
-  const { parseCertificate, rotationTime } = await import('../src/identity/index.js');
+  const { BACKDATE_MS, parseCertificate, rotationTime } = await import('../src/identity/index.js');
   const uid = process.getuid?.() ?? 0;
   const cpus = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?';
   const dir = mkdtempSync(join(tmpdir(), 'ew-bench-wapi-'));
@@ -545,7 +545,8 @@ async function main(): Promise<void> {
         if (x.times.length < CALLERS || x.prev.size !== 1) continue;
         const prev = [...x.prev][0]!;
         const old = parseCertificate(ders.get(prev)!);
-        const due = rotationTime({ notBefore: old.notBefore, notAfter: old.notAfter, serialHex: old.serialHex });
+        // The agent measures half-life from receipt (about NotBefore + BACKDATE_MS), not the back-dated NotBefore.
+        const due = rotationTime({ notBefore: old.notBefore + BACKDATE_MS, notAfter: old.notAfter, serialHex: old.serialHex });
         const first = Math.min(...x.times);
         const last = Math.max(...x.times);
         out.push({ fp, prev, spreadMs: last - first, lagMs: first - due, lastLagMs: last - due });

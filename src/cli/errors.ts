@@ -20,6 +20,10 @@ export const CLI_ERROR_CODES = [
   'cli/file-too-large',
   'cli/no-certificates',
   'cli/bad-bundle',
+  /** An output directory (`--write DIR`) is a symlink, not a directory, or cannot be created. */
+  'cli/unsafe-output-dir',
+  /** Writing an output file failed (the previous file, if any, is left in place). */
+  'cli/write-failed',
   'cli/internal',
 ] as const;
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];

@@ -39,3 +39,41 @@ export async function readBoundedFile(path: string, maxBytes = MAX_INPUT_FILE_BY
     await handle.close();
   }
 }
+
+/**
+ * Read standard input to its end, refusing more than `maxBytes`. Reads the stream (not /dev/stdin, which
+ * cannot be opened when stdin is a socket, as with Node's child_process pipes).
+ */
+export function readBoundedStdin(maxBytes = MAX_INPUT_FILE_BYTES, input: NodeJS.ReadableStream = process.stdin): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const cleanup = (): void => {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.off('error', onError);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      total += b.length;
+      if (total > maxBytes) {
+        cleanup();
+        input.pause();
+        reject(new CliError('cli/file-too-large', `standard input: larger than ${maxBytes} bytes`));
+        return;
+      }
+      chunks.push(b);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (e: unknown): void => {
+      cleanup();
+      reject(new CliError('cli/file-unreadable', 'standard input: read failed', { cause: e }));
+    };
+    input.on('data', onData);
+    input.once('end', onEnd);
+    input.once('error', onError);
+  });
+}

@@ -15,6 +15,9 @@ import { demoCommand } from './commands/demo.js';
 import { x509InspectCommand } from './commands/x509-inspect.js';
 import { edgeStartCommand } from './commands/edge-start.js';
 import { entryCreateCommand, entryDeleteCommand, entryListCommand } from './commands/entry.js';
+import { svidFetchCommand, svidWatchCommand } from './commands/svid.js';
+import { jwtFetchCommand, jwtValidateCommand } from './commands/jwt.js';
+import { bundleShowCommand } from './commands/bundle.js';
 import { CliUsageError } from './errors.js';
 
 /** Every command, in the order `edgeward --help` lists them. */
@@ -25,6 +28,11 @@ export const COMMANDS: readonly Command[] = [
   entryCreateCommand,
   entryListCommand,
   entryDeleteCommand,
+  svidFetchCommand,
+  svidWatchCommand,
+  jwtFetchCommand,
+  jwtValidateCommand,
+  bundleShowCommand,
 ];
 
 export const EXIT_OK = 0;
