@@ -38,6 +38,8 @@ export interface EdgeConfigInput {
   caTtl?: string | undefined;
   x509Ttl?: string | undefined;
   jwtTtl?: string | undefined;
+  /** Largest workload binary hashed for unix:sha256, in bytes; absent = no hashing. */
+  workloadSha256Limit?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
 }
 
@@ -67,6 +69,12 @@ export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
   const x509SvidTtlMs = dur(input.x509Ttl, 3_600_000, '--x509-ttl', 1000, 7 * 24 * 3_600_000);
   const jwtSvidTtlMs = dur(input.jwtTtl, 5 * 60_000, '--jwt-ttl', 1000, 24 * 3_600_000);
   if (caTtlMs < 6 * Math.max(x509SvidTtlMs, jwtSvidTtlMs)) problems.push('--ca-ttl must be at least 6x the longest SVID TTL');
+  let workloadSizeLimit = -1;
+  if (input.workloadSha256Limit !== undefined) {
+    const n = /^[1-9][0-9]{0,11}$/.test(input.workloadSha256Limit) ? Number(input.workloadSha256Limit) : NaN;
+    if (!Number.isSafeInteger(n) || n > 4 * 1024 ** 3) problems.push('--workload-sha256-limit must be a whole number of bytes from 1 to 4294967296');
+    else workloadSizeLimit = n;
+  }
   const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
   if (problems.length > 0 || td === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined) {
@@ -85,9 +93,10 @@ export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
     x509SvidTtlMs,
     jwtSvidTtlMs,
     discoverWorkloadPath: true,
-    // unix:path only; hashing the binary (unix:sha256) on every attestation would cost ~0.3 s for a
-    // 100 MB runtime such as node. A negative limit means "path, no hash" (src/edge/attestor/unix.ts).
-    workloadSizeLimit: -1,
+    // Default: unix:path only; hashing the binary (unix:sha256) on every attestation costs ~0.3 s for a
+    // 100 MB runtime such as node. A negative limit means "path, no hash" (src/edge/attestor/unix.ts);
+    // a binary larger than a positive limit fails attestation (as SPIRE's workload_size_limit).
+    workloadSizeLimit,
     logLevel: level as EdgeConfig['logLevel'],
   });
 }

@@ -22,6 +22,11 @@ export const edgeStartCommand = defineCommand({
       'ca-ttl': { type: 'string', value: 'DURATION', description: 'signing CA lifetime (default 24h; at least 6x the SVID TTLs)' },
       'x509-ttl': { type: 'string', value: 'DURATION', description: 'default and maximum X509-SVID TTL (default 1h)' },
       'jwt-ttl': { type: 'string', value: 'DURATION', description: 'default and maximum JWT-SVID TTL (default 5m)' },
+      'workload-sha256-limit': {
+        type: 'string',
+        value: 'BYTES',
+        description: 'emit unix:sha256 selectors, hashing workload binaries up to this size (larger ones fail attestation); off by default',
+      },
     },
     positionals: { min: 0, max: 0 },
   },
@@ -35,6 +40,7 @@ export const edgeStartCommand = defineCommand({
       caTtl: flags['ca-ttl'],
       x509Ttl: flags['x509-ttl'],
       jwtTtl: flags['jwt-ttl'],
+      workloadSha256Limit: flags['workload-sha256-limit'],
       env: io.env,
     });
     const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
