@@ -1,0 +1,174 @@
+/**
+ * The cloud <-> edge node API (issue #4): node attestation, renewal of the node SVID and signing of
+ * workload SVIDs. Messages are JSON objects tagged by `kind`, all carrying `v: 1`; bytes travel as strict
+ * base64 (RFC 4648 4) and are `Buffer`s once decoded.
+ *
+ * Flow (SPIRE `Agent.AttestAgent`, reference spiffe.md §3 "Node attestation"):
+ *
+ *   edge -> cloud  attest.begin     {method, nodeName, payload, csr}
+ *   cloud -> edge  attest.challenge {sessionId, challenge}        (zero or more rounds)
+ *   edge -> cloud  attest.response  {sessionId, response}
+ *   cloud -> edge  attest.result    {svidChainDer, bundle, reattestable}  or  error {code, message}
+ *
+ *   edge -> cloud  renew.request {csr}                  cloud -> edge  renew.result {svidChainDer, bundle}
+ *   edge -> cloud  svids.request {csrs: [{entryId, csr}]}  cloud -> edge  svids.result {svids: [{entryId, svidChainDer}]}
+ *
+ * The CSR only proves possession of a key: the cloud decides the SPIFFE ID from the attested node name and
+ * ignores the CSR's subject and extensions (unlike KubeEdge, which copies CN/O/SANs from the CSR,
+ * kubeedge.md §4). `error` carries a stable code and a short message, never a cause.
+ */
+import { NodeApiError } from './errors.js';
+
+export const NODE_API_VERSION = 1;
+/** Largest encoded message (UTF-8 bytes). */
+export const MAX_NODE_API_MESSAGE_BYTES = 64 * 1024;
+/** Largest decoded challenge or challenge response. */
+export const MAX_NODE_API_CHALLENGE_BYTES = 16 * 1024;
+/** Most certificates in an SVID chain on the wire (leaf + intermediates). */
+export const MAX_NODE_API_CHAIN_CERTS = 8;
+/** Most CSRs in one svids.request (and SVIDs in one svids.result). */
+export const MAX_NODE_API_SVIDS = 64;
+export const MAX_NODE_API_ERROR_MESSAGE = 1024;
+export const MAX_NODE_API_ERROR_CODE = 64;
+/** Session ids are opaque: 16-64 characters of base64url's alphabet (e.g. 16 random bytes, base64url). */
+export const NODE_API_SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
+/** Same rule as the attestation layer's parseNodeName (a lower-case DNS label); checked here to refuse early. */
+export const NODE_API_NODE_NAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** Same rule as registration entry ids (src/attestation ENTRY_ID_PATTERN). */
+export const NODE_API_ENTRY_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Error codes look like `join-token/expired`: lower-case words separated by '/'. */
+export const NODE_API_ERROR_CODE_PATTERN = /^[a-z0-9][a-z0-9_.-]*(?:\/[a-z0-9][a-z0-9_.-]*)*$/;
+
+export const NODE_API_METHODS = ['join_token', 'x509pop', 'tpm'] as const;
+export type NodeApiMethod = (typeof NODE_API_METHODS)[number];
+
+export const NODE_API_KINDS = [
+  'attest.begin',
+  'attest.challenge',
+  'attest.response',
+  'attest.result',
+  'renew.request',
+  'renew.result',
+  'svids.request',
+  'svids.result',
+  'error',
+] as const;
+export type NodeApiKind = (typeof NODE_API_KINDS)[number];
+
+type V = typeof NODE_API_VERSION;
+
+export interface AttestBeginMessage {
+  v: V;
+  kind: 'attest.begin';
+  method: NodeApiMethod;
+  /** The node name the edge claims; the attestor must prove it. */
+  nodeName: string;
+  /** Method-specific evidence (a JSON object). */
+  payload: Record<string, unknown>;
+  /** PKCS#10 DER (at most 8 KiB) for the node SVID. */
+  csr: Buffer;
+}
+
+export interface AttestChallengeMessage {
+  v: V;
+  kind: 'attest.challenge';
+  sessionId: string;
+  challenge: Buffer;
+}
+
+export interface AttestResponseMessage {
+  v: V;
+  kind: 'attest.response';
+  sessionId: string;
+  response: Buffer;
+}
+
+export interface AttestResultMessage {
+  v: V;
+  kind: 'attest.result';
+  /** The node X509-SVID, leaf first, DER. */
+  svidChainDer: Buffer[];
+  /** The trust domain's SPIFFE bundle (JSON text, Trust Domain and Bundle 4). */
+  bundle: string;
+  reattestable: boolean;
+}
+
+export interface RenewRequestMessage {
+  v: V;
+  kind: 'renew.request';
+  csr: Buffer;
+}
+
+export interface RenewResultMessage {
+  v: V;
+  kind: 'renew.result';
+  svidChainDer: Buffer[];
+  bundle: string;
+}
+
+export interface SvidCsr {
+  entryId: string;
+  csr: Buffer;
+}
+
+export interface SvidsRequestMessage {
+  v: V;
+  kind: 'svids.request';
+  csrs: SvidCsr[];
+}
+
+export interface IssuedSvid {
+  entryId: string;
+  svidChainDer: Buffer[];
+}
+
+export interface SvidsResultMessage {
+  v: V;
+  kind: 'svids.result';
+  svids: IssuedSvid[];
+}
+
+export interface NodeApiErrorMessage {
+  v: V;
+  kind: 'error';
+  /** Stable code, e.g. `join-token/expired`. */
+  code: string;
+  message: string;
+}
+
+export type NodeApiMessage =
+  | AttestBeginMessage
+  | AttestChallengeMessage
+  | AttestResponseMessage
+  | AttestResultMessage
+  | RenewRequestMessage
+  | RenewResultMessage
+  | SvidsRequestMessage
+  | SvidsResultMessage
+  | NodeApiErrorMessage;
+
+/** What an edge sends. */
+export type EdgeToCloudMessage = AttestBeginMessage | AttestResponseMessage | RenewRequestMessage | SvidsRequestMessage | NodeApiErrorMessage;
+/** What the cloud sends. */
+export type CloudToEdgeMessage = AttestChallengeMessage | AttestResultMessage | RenewResultMessage | SvidsResultMessage | NodeApiErrorMessage;
+
+export const EDGE_TO_CLOUD_KINDS: readonly EdgeToCloudMessage['kind'][] = ['attest.begin', 'attest.response', 'renew.request', 'svids.request', 'error'];
+export const CLOUD_TO_EDGE_KINDS: readonly CloudToEdgeMessage['kind'][] = ['attest.challenge', 'attest.result', 'renew.result', 'svids.result', 'error'];
+
+/** One handler per kind of `M`: the compiler rejects a missing kind (exhaustive by construction). */
+export type NodeApiHandlers<R, M extends NodeApiMessage = NodeApiMessage> = {
+  [K in M['kind']]: (message: Extract<M, { kind: K }>) => R;
+};
+
+/** Dispatch on `kind` with a complete handler table. */
+export function matchNodeApiMessage<R, M extends NodeApiMessage = NodeApiMessage>(message: M, handlers: NodeApiHandlers<R, M>): R {
+  const h = (handlers as unknown as Record<string, ((m: M) => R) | undefined>)[message.kind];
+  if (h === undefined) return assertNeverKind(message as never);
+  return h(message);
+}
+
+/** For the `default` branch of an exhaustive `switch (m.kind)`. */
+export function assertNeverKind(x: never): never {
+  const kind = typeof x === 'object' && x !== null ? String((x as { kind?: unknown }).kind).slice(0, 40) : typeof x;
+  throw new NodeApiError('node-api/unknown-kind', `unhandled node API message kind ${kind}`);
+}
