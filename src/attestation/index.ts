@@ -153,3 +153,4 @@ export {
   type RateLimitDecision,
 } from './node/rate-limit.js';
 // ---- end node attestation
+export * from './node/tpm/index.js';

@@ -24,3 +24,4 @@ export type { WorkloadIdentitySource, X509SvidView, JwtSvidView, AttestedCaller,
 export { createAgentSource, type AgentSource, type EntryCatalog, type TrustSource } from './workload-api/agent-source.js';
 export { createEntryStore, loadEntriesPolicy, type EntryStore } from './registration/index.js';
 export { createUnixAttestor } from './attestor/index.js';
+export * from './tpm/index.js';
