@@ -16,6 +16,9 @@ import {
 import { EdgewardError } from '../../identity/index.js';
 import { peerCredOf } from '../peercred/index.js';
 
+export type AdminServerErrorCode = 'admin/socket-path-not-socket';
+export class AdminServerError extends EdgewardError<AdminServerErrorCode> {}
+
 export type AdminHandler = (params: Record<string, unknown>) => Promise<unknown> | unknown;
 
 export interface AdminServerLogger {
@@ -83,7 +86,9 @@ export function createAdminServer(opts: {
       mkdirSync(dirname(opts.socketPath), { recursive: true, mode: 0o700 });
       chmodSync(dirname(opts.socketPath), 0o700);
       if (existsSync(opts.socketPath)) {
-        if (!lstatSync(opts.socketPath).isSocket()) throw new Error(`${opts.socketPath} exists and is not a socket`);
+        if (!lstatSync(opts.socketPath).isSocket()) {
+          throw new AdminServerError('admin/socket-path-not-socket', `${opts.socketPath} exists and is not a socket (never removed)`);
+        }
         unlinkSync(opts.socketPath);
       }
       server = createServer((s) => {

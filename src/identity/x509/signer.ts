@@ -4,6 +4,7 @@
  * KeyStore (issue: "Keys are handed to a KeyStore port so that callers decide where they live").
  */
 import { createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { EdgewardError } from '../errors.js';
 import { generateP256, spkiFromPublicKey } from './keys.js';
 import { OID } from './oids.js';
 
@@ -45,7 +46,7 @@ export function signerFromPrivateKey(privateKey: KeyObject, spki?: Buffer): Sign
 export class MemoryKeyStore implements KeyStore {
   readonly #keys = new Map<string, Signer>();
   generate(id: string): Signer {
-    if (this.#keys.has(id)) throw new Error(`key ${id} already exists`);
+    if (this.#keys.has(id)) throw new EdgewardError('keystore/exists', `key ${id} already exists`);
     const k = generateP256();
     const s = signerFromPrivateKey(k.privateKey, k.spki);
     this.#keys.set(id, s);
