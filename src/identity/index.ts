@@ -129,3 +129,4 @@ export {
   type DurationErrorCode,
   type DurationBounds,
 } from './duration.js';
+export { certIssuedBy, certSignedBy } from './x509/path.js';

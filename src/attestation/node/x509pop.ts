@@ -28,7 +28,16 @@
  * Pure: time is passed in; randomness from node:crypto or an injected source.
  */
 import { constants, createHash, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { EdgewardError, MAX_CERT_BYTES, OID, parseCertificate, X509Error, type ParsedCertificate } from '../../identity/index.js';
+import {
+  certIssuedBy,
+  certSignedBy,
+  EdgewardError,
+  MAX_CERT_BYTES,
+  OID,
+  parseCertificate,
+  X509Error,
+  type ParsedCertificate,
+} from '../../identity/index.js';
 import { decodeBase64Strict, hasExactKeys, sequentialSession, type NodeAttestorPlugin } from './attestor.js';
 import type { RandomSource } from './join-token.js';
 import { isNodeName } from './node-name.js';
@@ -220,15 +229,6 @@ const HANDLED_EXTENSIONS = new Set<string>([
   OID.authorityKeyIdentifier,
 ]);
 
-/** Certificate signature algorithm -> digest, and whether the issuer key must be EC. */
-const CERT_SIG_ALGS: Readonly<Record<string, { hash: string; ec: boolean }>> = {
-  [OID.ecdsaWithSha256]: { hash: 'sha256', ec: true },
-  [OID.ecdsaWithSha384]: { hash: 'sha384', ec: true },
-  [OID.sha256WithRsa]: { hash: 'sha256', ec: false },
-  [OID.sha384WithRsa]: { hash: 'sha384', ec: false },
-  [OID.sha512WithRsa]: { hash: 'sha512', ec: false },
-};
-
 function checkCritical(c: ParsedCertificate, role: string): void {
   for (const [oid, ext] of c.extensions) {
     if (ext.critical && !HANDLED_EXTENSIONS.has(oid)) fail('x509pop/untrusted', `${role} has an unhandled critical extension ${oid} (RFC 5280 6.1.4 (o))`);
@@ -239,24 +239,6 @@ function checkTime(c: ParsedCertificate, now: number, role: string): void {
   // RFC 5280 6.1.3 (a)(2): the certificate validity period includes the current time.
   if (now < c.notBefore) fail('x509pop/not-yet-valid', `${role} certificate is not valid yet`, { role, not_before: c.notBefore });
   if (now > c.notAfter) fail('x509pop/expired', `${role} certificate has expired`, { role, not_after: c.notAfter });
-}
-
-/** RFC 5280 6.1.3 (a)(4), 4.2.1.1: names chain, and key identifiers agree when both are present. */
-function issuedBy(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  if (!child.issuerRaw.equals(parent.subjectRaw)) return false;
-  if (child.authorityKeyId !== undefined && parent.subjectKeyId !== undefined) return child.authorityKeyId.equals(parent.subjectKeyId);
-  return true;
-}
-
-/** RFC 5280 6.1.3 (a)(1): the signature verifies with the issuer's public key. */
-function signedBy(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  const alg = CERT_SIG_ALGS[child.signatureAlgorithm];
-  if (alg === undefined || alg.ec !== (parent.keyAlgorithm !== 'rsa')) return false;
-  try {
-    return cryptoVerify(alg.hash, child.tbs, parent.publicKey(), child.signature);
-  } catch {
-    return false;
-  }
 }
 
 /** RFC 5280 6.1.4 (k), (l), (m), (n) for a certificate that signs another. */
@@ -293,7 +275,7 @@ function buildPath(certs: readonly ParsedCertificate[], anchors: readonly Parsed
   for (;;) {
     let firstFailure: unknown;
     const accept = (cand: ParsedCertificate, role: string): boolean => {
-      if (!issuedBy(current, cand) || !signedBy(current, cand)) return false;
+      if (!certIssuedBy(current, cand) || !certSignedBy(current, cand)) return false;
       try {
         checkIssuer(cand, role, intermediatesBelow);
         if (role === 'intermediate CA') checkCritical(cand, role);

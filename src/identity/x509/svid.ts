@@ -7,11 +7,11 @@
  * whose issuer is itself in the bundle needs one signature check, and a leaf that carries its
  * intermediate chains through it to a bundle root.
  */
-import { verify as cryptoVerify } from 'node:crypto';
 import { EdgewardError } from '../errors.js';
 import { SpiffeId, SpiffeIdError, type TrustDomain } from '../spiffe-id.js';
 import { MAX_CHAIN_CERTS, parseCertificate, X509Error, type ParsedCertificate } from './certificate.js';
-import { OID, SIG_ALG_HASH } from './oids.js';
+import { OID } from './oids.js';
+import { certIssuedBy, certSignedBy } from './path.js';
 
 export const X509_SVID_ERROR_CODES = [
   'x509-svid/malformed',
@@ -137,24 +137,6 @@ function checkIssuerCapable(c: ParsedCertificate, role: string): void {
   if (c.keyUsage.present && !c.keyUsage.keyCertSign) throw err('x509-svid/untrusted', `${role} lacks keyCertSign (RFC 5280 6.1.4 (n))`);
 }
 
-function issuedBy(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  if (!child.issuerRaw.equals(parent.subjectRaw)) return false;
-  if (child.authorityKeyId !== undefined && parent.subjectKeyId !== undefined) return child.authorityKeyId.equals(parent.subjectKeyId);
-  return true;
-}
-
-function signatureValid(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  const hash = SIG_ALG_HASH[child.signatureAlgorithm];
-  if (hash === undefined) return false;
-  const isEcSig = child.signatureAlgorithm === OID.ecdsaWithSha256 || child.signatureAlgorithm === OID.ecdsaWithSha384;
-  if (isEcSig !== (parent.keyAlgorithm !== 'rsa')) return false;
-  try {
-    return cryptoVerify(hash, child.tbs, parent.publicKey(), child.signature);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Validate an X509-SVID chain (leaf first, optional intermediates) at time `now` (epoch ms).
  * Returns the SPIFFE ID or throws X509SvidError.
@@ -204,9 +186,9 @@ export function validateX509Svid(
   let firstFailure: X509SvidError | undefined;
   let sawCandidate = false;
   const accept = (cand: ParsedCertificate, role: 'trust anchor' | 'intermediate CA'): boolean => {
-    if (!issuedBy(current, cand)) return false;
+    if (!certIssuedBy(current, cand)) return false;
     sawCandidate = true;
-    if (!signatureValid(current, cand)) return false;
+    if (!certSignedBy(current, cand)) return false;
     try {
       checkIssuerCapable(cand, role);
       if (role === 'intermediate CA') {

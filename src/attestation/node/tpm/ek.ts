@@ -16,8 +16,7 @@
  *   - unknown critical extensions are refused (RFC 5280 §4.2); validity is checked at `now` unless the
  *     caller turns that off (some shipped EK certificates carry odd validity periods).
  */
-import { verify as cryptoVerify } from 'node:crypto';
-import { OID, parseCertificate, X509Error, type ParsedCertificate } from '../../../identity/index.js';
+import { certIssuedBy, certSignedBy, OID, parseCertificate, X509Error, type ParsedCertificate } from '../../../identity/index.js';
 import { TpmAttestationError } from './errors.js';
 
 /** At most this many intermediate certificates between the EK certificate and a manufacturer CA. */
@@ -41,15 +40,6 @@ const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
   '2.5.29.31', // cRLDistributionPoints
   '1.3.6.1.5.5.7.1.1', // authorityInfoAccess
 ]);
-
-const SIG_HASH: Readonly<Record<string, 'sha256' | 'sha384' | 'sha512'>> = {
-  [OID.sha256WithRsa]: 'sha256',
-  [OID.sha384WithRsa]: 'sha384',
-  [OID.sha512WithRsa]: 'sha512',
-  [OID.ecdsaWithSha256]: 'sha256',
-  [OID.ecdsaWithSha384]: 'sha384',
-};
-const EC_SIGS: ReadonlySet<string> = new Set([OID.ecdsaWithSha256, OID.ecdsaWithSha384]);
 
 function untrusted(message: string, cause?: unknown): never {
   throw new TpmAttestationError('tpm/ek-untrusted', message, cause === undefined ? undefined : { cause });
@@ -85,23 +75,6 @@ function checkCritical(c: ParsedCertificate, role: string): void {
 function checkTime(c: ParsedCertificate, now: number, role: string): void {
   if (now < c.notBefore) untrusted(`${role} is not valid yet`);
   if (now > c.notAfter) untrusted(`${role} has expired`);
-}
-
-function names(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  if (!child.issuerRaw.equals(parent.subjectRaw)) return false;
-  if (child.authorityKeyId !== undefined && parent.subjectKeyId !== undefined) return child.authorityKeyId.equals(parent.subjectKeyId);
-  return true;
-}
-
-function signedBy(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  const hash = SIG_HASH[child.signatureAlgorithm];
-  if (hash === undefined) return false;
-  if (EC_SIGS.has(child.signatureAlgorithm) !== (parent.keyAlgorithm !== 'rsa')) return false;
-  try {
-    return cryptoVerify(hash, child.tbs, parent.publicKey(), child.signature);
-  } catch {
-    return false;
-  }
 }
 
 export interface EkPathOptions {
@@ -153,7 +126,7 @@ export function verifyEkCertificate(
   let intermediatesBelow = 0;
   let firstProblem: string | undefined;
   const acceptIssuer = (cand: ParsedCertificate, role: string): boolean => {
-    if (!names(current, cand) || !signedBy(current, cand)) return false;
+    if (!certIssuedBy(current, cand) || !certSignedBy(current, cand)) return false;
     const problem =
       !cand.basicConstraintsPresent || !cand.isCA
         ? `${role} is not a CA (RFC 5280 6.1.4 (k))`
