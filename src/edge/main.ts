@@ -9,6 +9,7 @@ import {
   SpiffeId,
   TrustBundle,
   type Clock,
+  type StateFiles,
 } from '../identity/index.js';
 import { entryToDocument } from '../attestation/index.js';
 import { AccountDb } from './peercred/index.js';
@@ -32,6 +33,8 @@ export interface EdgeLogger {
 
 export interface EdgeDeps {
   logger: EdgeLogger;
+  /** Key files and atomic writes (src/cli/host supplies them). */
+  files: StateFiles;
   clock?: Clock;
   timers?: Timers;
 }
@@ -121,6 +124,7 @@ export async function runEdgeStandalone(config: EdgeConfig, deps: EdgeDeps): Pro
     const { ca, events } = LocalCa.open({
       dir: config.caDir,
       clock,
+      files: deps.files,
       trustDomain: config.trustDomain,
       caTtlMs: config.caTtlMs,
       maxX509SvidTtlMs: config.x509SvidTtlMs,

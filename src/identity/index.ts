@@ -35,7 +35,7 @@ export {
   type KeyPair,
   type KeyErrorCode,
 } from './x509/keys.js';
-export { MemoryKeyStore, signerFromPrivateKey, type KeyStore, type Signer } from './x509/signer.js';
+export { MemoryKeyStore, signerFromPrivateKey, type KeyStore, type Signer, type StateFiles } from './x509/signer.js';
 export { verifyCsr, CsrError, MAX_CSR_BYTES, type CsrErrorCode, type VerifiedCsr } from './x509/csr.js';
 export {
   mintRootCa,

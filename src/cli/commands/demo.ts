@@ -21,6 +21,7 @@ import { parseEdgeConfig, runEdgeStandalone } from '../../edge/index.js';
 import { adminCall, WorkloadApiClient } from '../../protocol/index.js';
 import { defineCommand } from '../command.js';
 import { createLogger } from '../logger.js';
+import { hostStateFiles } from '../host/index.js';
 
 const DEMO_TRUST_DOMAIN = 'demo.edgeward.test';
 const WORKLOAD_ID = `spiffe://${DEMO_TRUST_DOMAIN}/demo/workload`;
@@ -44,7 +45,7 @@ export const demoCommand = defineCommand({
     const dataDir = join(dir, 'agent');
     const uid = process.getuid?.() ?? 0;
     const config = parseEdgeConfig({ standalone: true, trustDomain: DEMO_TRUST_DOMAIN, dataDir, env: io.env });
-    const edge = await runEdgeStandalone(config, { logger: createLogger({ name: 'edgeward-edge', level: 'warn' }) });
+    const edge = await runEdgeStandalone(config, { logger: createLogger({ name: 'edgeward-edge', level: 'warn' }), files: hostStateFiles });
     const client = new WorkloadApiClient(edge.endpoint);
     try {
       const entry = (await adminCall(config.adminSocketPath, 'entry.create', {

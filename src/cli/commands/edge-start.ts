@@ -7,6 +7,7 @@
 import { parseEdgeConfig, runEdgeStandalone } from '../../edge/index.js';
 import { defineCommand } from '../command.js';
 import { createLogger } from '../logger.js';
+import { hostStateFiles } from '../host/index.js';
 
 export const edgeStartCommand = defineCommand({
   name: 'edge start',
@@ -44,7 +45,7 @@ export const edgeStartCommand = defineCommand({
       env: io.env,
     });
     const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
-    const edge = await runEdgeStandalone(config, { logger });
+    const edge = await runEdgeStandalone(config, { logger, files: hostStateFiles });
     io.stdout(`SPIFFE_ENDPOINT_SOCKET=${edge.endpoint}\n`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {

@@ -1,13 +1,11 @@
 /**
  * The edge agent's own CA for standalone mode (issue #3: "the edge agent runs standalone with its own
- * CA"). Wraps the pure CaManager with persistence: keys in a FileKeyStore (0600), the rotation state in
+ * CA"). Wraps the pure CaManager with persistence: keys in the host's 0600 key store (StateFiles port), the rotation state in
  * `ca/state.json` (0600, atomic writes), ticked by the caller every few seconds.
  */
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaManager, EdgewardError, type CaEvent, type CaManagerConfig, type CaSnapshot, type Clock } from '../../identity/index.js';
-import { writeFileAtomic } from './atomic-file.js';
-import { FileKeyStore } from './file-key-store.js';
+import { CaManager, EdgewardError, type CaEvent, type CaManagerConfig, type CaSnapshot, type Clock, type StateFiles } from '../../identity/index.js';
 
 export type LocalCaErrorCode = 'local-ca/corrupt-state';
 export class LocalCaError extends EdgewardError<LocalCaErrorCode> {}
@@ -18,22 +16,25 @@ export interface LocalCaOptions extends CaManagerConfig {
   /** Directory for `state.json` and `keys/` (created 0700). */
   dir: string;
   clock: Clock;
+  files: StateFiles;
 }
 
 export class LocalCa {
   readonly manager: CaManager;
   readonly #statePath: string;
   readonly #clock: Clock;
+  readonly #files: StateFiles;
 
-  private constructor(manager: CaManager, statePath: string, clock: Clock) {
+  private constructor(manager: CaManager, statePath: string, clock: Clock, files: StateFiles) {
     this.manager = manager;
     this.#statePath = statePath;
     this.#clock = clock;
+    this.#files = files;
   }
 
   /** Restore the CA from `dir`, or create it. Always leaves an active CA behind (ticks once). */
   static open(opts: LocalCaOptions): { ca: LocalCa; events: CaEvent[] } {
-    const keys = new FileKeyStore(join(opts.dir, 'keys'));
+    const keys = opts.files.openKeyStore(join(opts.dir, 'keys'));
     const statePath = join(opts.dir, 'state.json');
     let manager: CaManager;
     if (existsSync(statePath)) {
@@ -49,7 +50,7 @@ export class LocalCa {
     } else {
       manager = new CaManager(opts, keys);
     }
-    const ca = new LocalCa(manager, statePath, opts.clock);
+    const ca = new LocalCa(manager, statePath, opts.clock, opts.files);
     const events = ca.tick();
     if (events.length === 0 && !existsSync(statePath)) ca.#persist();
     return { ca, events };
@@ -63,6 +64,6 @@ export class LocalCa {
   }
 
   #persist(): void {
-    writeFileAtomic(this.#statePath, JSON.stringify(this.manager.snapshot()), 0o600);
+    this.#files.writeFileAtomic(this.#statePath, JSON.stringify(this.manager.snapshot()), 0o600);
   }
 }

@@ -29,6 +29,17 @@ export interface KeyStore {
   delete(id: string): void;
 }
 
+/**
+ * The host's persistent state files, as the cores need them (a port: the cores do no file I/O of their
+ * own for secrets; the composition root in src/cli supplies the implementation, src/cli/host).
+ */
+export interface StateFiles {
+  /** A KeyStore keeping each key as a 0600 file in `dir` (created 0700). */
+  openKeyStore(dir: string): KeyStore;
+  /** Replace `path` atomically (crash-safe) with `data`, created with `mode`. */
+  writeFileAtomic(path: string, data: string | Buffer, mode: number): void;
+}
+
 /** A Signer over an in-process P-256 KeyObject. */
 export function signerFromPrivateKey(privateKey: KeyObject, spki?: Buffer): Signer {
   const publicKey = createPublicKey(privateKey);
