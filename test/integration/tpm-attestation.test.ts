@@ -10,11 +10,8 @@
  * by the real TPM2_ActivateCredential recovering the secret. swtpm runs on a free 127.0.0.1 port pair and
  * only its own PID is stopped (toolchain.md).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -33,61 +30,8 @@ import {
 import { encodeCredentialFile, parseTpmTcti, runTpm2, TpmAgentSession, TpmDriverError, withTpmAgentSession } from '../../src/edge/tpm/index.js';
 import { certsFromPem, ManualClock, parseCertificate } from '../../src/identity/index.js';
 import { freePort, openssl, tempDir } from '../helpers/index.js';
+import { HAVE_SWTPM, runCommand, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
 import { softCa } from '../unit/attestation/soft-tpm.js';
-
-/** The absolute path of a command on PATH. */
-function onPath(cmd: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(':')) {
-    if (dir !== '' && existsSync(join(dir, cmd))) return join(dir, cmd);
-  }
-  return undefined;
-}
-
-/** The command exists on PATH (swtpm_setup --version exits 1 on 0.7, so the exit code is not used). */
-function installed(cmd: string, args: string[]): boolean {
-  const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 });
-  return r.error === undefined;
-}
-const SWTPM_LOCALCA = onPath('swtpm_localca');
-const HAVE_SWTPM =
-  installed('swtpm', ['--version']) && installed('swtpm_setup', ['--version']) && installed('tpm2_quote', ['--version']) && SWTPM_LOCALCA !== undefined;
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ host: '127.0.0.1', port, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = connect({ host: '127.0.0.1', port });
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => chunks.push(b));
-    child.stderr.on('data', (b: Buffer) => chunks.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out: Buffer.concat(chunks).toString('utf8').slice(-4000) });
-    });
-  });
-}
 
 function codeOf(f: () => unknown): TpmAttestationErrorCode | string {
   try {
@@ -99,108 +43,16 @@ function codeOf(f: () => unknown): TpmAttestationErrorCode | string {
   return 'no error';
 }
 
-interface Tpm {
-  tcti: string;
-  root: Buffer;
-  issuer: Buffer;
-  ekCertFile: string;
-  dir: string;
-}
 
 describe.skipIf(!HAVE_SWTPM)('tpm node attestation against swtpm + tpm2-tools', () => {
-  let swtpm: ChildProcess | undefined;
-  let tpm: Tpm;
+  let tpm: Swtpm;
 
   beforeAll(async () => {
-    const dir = await tempDir('edgeward-swtpm-');
-    const state = join(dir, 'state');
-    const ca = join(dir, 'localca');
-    const certs = join(dir, 'certs');
-    await mkdir(state, { mode: 0o700 });
-    await mkdir(ca, { mode: 0o700 });
-    await mkdir(certs, { mode: 0o700 });
-    // A private swtpm-localca (the "TPM manufacturer"): swtpm_localca makes its root CA and issuer here.
-    await writeFile(
-      join(dir, 'swtpm-localca.conf'),
-      [`statedir = ${ca}`, `signingkey = ${ca}/signkey.pem`, `issuercert = ${ca}/issuercert.pem`, `certserial = ${ca}/certserial`, ''].join('\n'),
-    );
-    await writeFile(join(dir, 'swtpm-localca.options'), '--platform-manufacturer Edgeward\n--platform-version 2.1\n--platform-model test\n');
-    await writeFile(
-      join(dir, 'swtpm_setup.conf'),
-      [
-        `create_certs_tool = ${SWTPM_LOCALCA!}`,
-        `create_certs_tool_config = ${join(dir, 'swtpm-localca.conf')}`,
-        `create_certs_tool_options = ${join(dir, 'swtpm-localca.options')}`,
-        'active_pcr_banks = sha256',
-        '',
-      ].join('\n'),
-    );
-    const setup = await run('swtpm_setup', [
-      '--tpm2',
-      '--create-ek-cert',
-      '--create-platform-cert',
-      '--tpmstate',
-      state,
-      '--config',
-      join(dir, 'swtpm_setup.conf'),
-      '--write-ek-cert-files',
-      certs,
-      '--overwrite',
-    ]);
-    if (setup.code !== 0) throw new Error(`swtpm_setup failed: ${setup.out}`);
-
-    let port = 0;
-    for (let attempt = 0; attempt < 5 && swtpm === undefined; attempt++) {
-      const p = await freePort();
-      if (p >= 65534 || !(await canListen(p + 1))) continue;
-      const child = spawn(
-        'swtpm',
-        [
-          'socket',
-          '--tpm2',
-          '--server',
-          `type=tcp,port=${p},bindaddr=127.0.0.1`,
-          '--ctrl',
-          `type=tcp,port=${p + 1},bindaddr=127.0.0.1`,
-          '--tpmstate',
-          `dir=${state}`,
-          '--flags',
-          'not-need-init,startup-clear',
-        ],
-        { stdio: 'ignore' },
-      );
-      let exited = false;
-      child.once('exit', () => {
-        exited = true;
-      });
-      for (let i = 0; i < 100 && !exited; i++) {
-        if (await accepts(p)) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      if (!exited && (await accepts(p))) {
-        swtpm = child;
-        port = p;
-      } else if (!exited && child.pid !== undefined) {
-        process.kill(child.pid, 'SIGKILL');
-      }
-    }
-    if (swtpm === undefined) throw new Error('swtpm did not start');
-    tpm = {
-      tcti: `swtpm:host=127.0.0.1,port=${port}`,
-      root: certsFromPem(await readFile(join(ca, 'swtpm-localca-rootca-cert.pem'), 'utf8'))[0]!,
-      issuer: certsFromPem(await readFile(join(ca, 'issuercert.pem'), 'utf8'))[0]!,
-      ekCertFile: join(certs, 'ek-rsa2048.crt'),
-      dir,
-    };
+    tpm = await startSwtpm();
   }, 60_000);
 
   afterAll(async () => {
-    const child = swtpm;
-    if (child?.pid === undefined) return;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    process.kill(child.pid, 'SIGTERM'); // only the swtpm this file started
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
-    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+    await tpm?.stop();
   });
 
   const verifierOf = (cas: Buffer[] = [tpm.root]): TpmVerifier => new TpmVerifier({ manufacturerCas: cas });
@@ -354,7 +206,7 @@ describe.skipIf(!HAVE_SWTPM)('tpm node attestation against swtpm + tpm2-tools', 
       const evidence = await agent.collect();
       await writeFile(join(dir, 'ek.pub'), evidence.ekPublic);
       await writeFile(join(dir, 'secret.bin'), randomBytes(32));
-      const r = await run('tpm2_makecredential', ['-T', 'none', '-e', join(dir, 'ek.pub'), '-s', join(dir, 'secret.bin'), '-n', evidence.akName.toString('hex'), '-o', join(dir, 'cred.bin')]);
+      const r = await runCommand('tpm2_makecredential', ['-T', 'none', '-e', join(dir, 'ek.pub'), '-s', join(dir, 'secret.bin'), '-n', evidence.akName.toString('hex'), '-o', join(dir, 'cred.bin')]);
       expect(r.code).toBe(0);
       const theirs = await readFile(join(dir, 'cred.bin'));
       const ekKey = parseCertificate(evidence.ekCert).publicKey();
