@@ -130,3 +130,4 @@ export {
   type DurationBounds,
 } from './duration.js';
 export { certIssuedBy, certSignedBy } from './x509/path.js';
+export type { IdentitySource, SvidWithKey } from './identity-source.js';

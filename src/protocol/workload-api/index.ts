@@ -72,3 +72,17 @@ export {
   type X509Context,
   type X509Svid,
 } from './client.js';
+export {
+  DEFAULT_X509_SOURCE_BACKOFF_INITIAL_MS,
+  DEFAULT_X509_SOURCE_BACKOFF_MAX_MS,
+  DEFAULT_X509_SOURCE_TIMEOUT_MS,
+  WorkloadApiX509Source,
+  X509_SOURCE_ERROR_CODES,
+  X509SourceError,
+  type SvidPicker,
+  type X509ContextWatcher,
+  type X509SourceErrorCode,
+  type X509SourceLogger,
+  type X509SourceOptions,
+  type X509SourceStatus,
+} from './x509-source.js';
