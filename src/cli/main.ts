@@ -14,16 +14,21 @@ import type { CliIo, Command } from './command.js';
 import { demoCommand } from './commands/demo.js';
 import { x509InspectCommand } from './commands/x509-inspect.js';
 import { edgeStartCommand } from './commands/edge-start.js';
+import { edgeJoinCommand } from './commands/edge-join.js';
 import { entryCreateCommand, entryDeleteCommand, entryListCommand } from './commands/entry.js';
 import { svidFetchCommand, svidWatchCommand } from './commands/svid.js';
 import { jwtFetchCommand, jwtValidateCommand } from './commands/jwt.js';
 import { bundleShowCommand } from './commands/bundle.js';
+import { cloudStartCommand } from './commands/cloud-start.js';
+import { tokenCreateCommand } from './commands/token.js';
+import { nodeBanCommand, nodeEvictCommand, nodeListCommand, nodeShowCommand, nodeUnbanCommand } from './commands/node.js';
 import { CliUsageError } from './errors.js';
 
 /** Every command, in the order `edgeward --help` lists them. */
 export const COMMANDS: readonly Command[] = [
   demoCommand,
   x509InspectCommand,
+  edgeJoinCommand,
   edgeStartCommand,
   entryCreateCommand,
   entryListCommand,
@@ -33,6 +38,13 @@ export const COMMANDS: readonly Command[] = [
   jwtFetchCommand,
   jwtValidateCommand,
   bundleShowCommand,
+  cloudStartCommand,
+  tokenCreateCommand,
+  nodeListCommand,
+  nodeShowCommand,
+  nodeBanCommand,
+  nodeUnbanCommand,
+  nodeEvictCommand,
 ];
 
 export const EXIT_OK = 0;

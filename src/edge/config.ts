@@ -4,6 +4,7 @@
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { EdgewardError, parseDuration, TrustDomain } from '../identity/index.js';
+import { readJoinRecord, type JoinRecord } from './join/layout.js';
 
 export type EdgeConfigErrorCode = 'edge-config/invalid';
 export class EdgeConfigError extends EdgewardError<EdgeConfigErrorCode> {}
@@ -55,7 +56,7 @@ export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
       return undefined;
     }
   };
-  if (!input.standalone) problems.push('only --standalone is supported until nodes can join a cloud');
+  if (!input.standalone) problems.push('this configuration is for --standalone (a joined agent is configured from DIR/join.json: parseJoinedEdgeConfig)');
   const td = input.trustDomain === undefined ? (problems.push('--trust-domain is required'), undefined) : take(() => TrustDomain.parse(input.trustDomain), '--trust-domain');
   const dataDir = input.dataDir === undefined ? (problems.push('--data-dir is required'), undefined) : resolve(input.dataDir);
   const socketPath = input.socket !== undefined ? resolve(input.socket) : dataDir !== undefined ? join(dataDir, 'public', 'api.sock') : undefined;
@@ -98,5 +99,78 @@ export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
     // a binary larger than a positive limit fails attestation (as SPIRE's workload_size_limit).
     workloadSizeLimit,
     logLevel: level as EdgeConfig['logLevel'],
+  });
+}
+
+/** The joined agent's configuration (`edgeward edge start --data-dir DIR`, DIR holding a join). */
+export interface JoinedEdgeConfig {
+  readonly mode: 'joined';
+  readonly trustDomain: TrustDomain;
+  readonly dataDir: string;
+  readonly join: Readonly<JoinRecord>;
+  readonly socketPath: string;
+  readonly adminSocketPath: string;
+  /** The TTL asked for when an entry names none (the cloud decides and caps). */
+  readonly x509SvidTtlMs: number;
+  readonly jwtSvidTtlMs: number;
+  /** How often the delegated entries are fetched (the hub pushes changes in a later issue). */
+  readonly entriesSyncMs: number;
+  /** Timeout of one node-API call. */
+  readonly cloudTimeoutMs: number;
+  readonly discoverWorkloadPath: boolean;
+  readonly workloadSizeLimit: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface JoinedEdgeConfigInput {
+  dataDir?: string | undefined;
+  socket?: string | undefined;
+  workloadSha256Limit?: string | undefined;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+export const DEFAULT_ENTRIES_SYNC_MS = 30_000;
+
+/** Build the joined agent's config from DIR/join.json and the flags; every problem reported together. */
+export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeConfig {
+  const problems: string[] = [];
+  const dataDir = input.dataDir === undefined ? (problems.push('--data-dir is required'), undefined) : resolve(input.dataDir);
+  let rec: JoinRecord | undefined;
+  if (dataDir !== undefined) {
+    try {
+      rec = readJoinRecord(dataDir);
+    } catch (e) {
+      problems.push(e instanceof Error ? e.message : String(e));
+    }
+  }
+  const socketPath = input.socket !== undefined ? resolve(input.socket) : dataDir !== undefined ? join(dataDir, 'public', 'api.sock') : undefined;
+  if (socketPath !== undefined && Buffer.byteLength(socketPath) > MAX_UNIX_PATH) problems.push(`socket path is longer than ${MAX_UNIX_PATH} bytes`);
+  const adminSocketPath = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
+  if (adminSocketPath !== undefined && Buffer.byteLength(adminSocketPath) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
+  let workloadSizeLimit = -1;
+  if (input.workloadSha256Limit !== undefined) {
+    const n = /^[1-9][0-9]{0,11}$/.test(input.workloadSha256Limit) ? Number(input.workloadSha256Limit) : NaN;
+    if (!Number.isSafeInteger(n) || n > 4 * 1024 ** 3) problems.push('--workload-sha256-limit must be a whole number of bytes from 1 to 4294967296');
+    else workloadSizeLimit = n;
+  }
+  const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
+  if (problems.length > 0 || rec === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined) {
+    throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
+  }
+  return Object.freeze({
+    mode: 'joined',
+    trustDomain: TrustDomain.parse(rec.trustDomain),
+    dataDir,
+    join: Object.freeze({ ...rec }),
+    socketPath,
+    adminSocketPath,
+    x509SvidTtlMs: 3_600_000,
+    jwtSvidTtlMs: 5 * 60_000,
+    entriesSyncMs: DEFAULT_ENTRIES_SYNC_MS,
+    cloudTimeoutMs: 10_000,
+    discoverWorkloadPath: true,
+    workloadSizeLimit,
+    logLevel: level as JoinedEdgeConfig['logLevel'],
   });
 }

@@ -1,6 +1,38 @@
-/** The edge core: the agent (standalone today), its Workload API, attestation collectors and stores. */
-export { runEdgeStandalone, type EdgeDeps, type EdgeLogger, type RunningEdge } from './main.js';
-export { parseEdgeConfig, EdgeConfigError, type EdgeConfig, type EdgeConfigInput, type EdgeConfigErrorCode } from './config.js';
+/** The edge core: the agent (standalone or joined to a cloud), its Workload API, attestation collectors and stores. */
+export { runEdgeStandalone, runEdgeJoined, type EdgeDeps, type EdgeLogger, type RunningEdge } from './main.js';
+export {
+  parseEdgeConfig,
+  parseJoinedEdgeConfig,
+  EdgeConfigError,
+  DEFAULT_ENTRIES_SYNC_MS,
+  type EdgeConfig,
+  type EdgeConfigInput,
+  type EdgeConfigErrorCode,
+  type JoinedEdgeConfig,
+  type JoinedEdgeConfigInput,
+} from './config.js';
+export * from './cloud-client/index.js';
+export * from './join/index.js';
+export {
+  EdgeCache,
+  EdgeCacheError,
+  EDGE_CACHE_ERROR_CODES,
+  CACHE_KEY_BYTES,
+  loadOrCreateCacheKey,
+  createCloudEntryCatalog,
+  createJoinedIssuer,
+  JoinedIssuerError,
+  NodeSvidManager,
+  backoffDelay,
+  RENEW_BACKOFF_BASE_MS,
+  RENEW_BACKOFF_CAP_MS,
+  type CachedSvidRecord,
+  type EdgeCacheErrorCode,
+  type CloudEntryCatalog,
+  type CloudReachability,
+  type NodeApiPort,
+  type NodeSvidDeps,
+} from './joined/index.js';
 export {
   UnixPeerRegistry,
   attachUnixPeerServer,
@@ -21,7 +53,8 @@ export {
 export { createWorkloadApiServer, DEFAULT_WORKLOAD_API_LIMITS, type WorkloadApiServer, type WorkloadApiLimits } from './workload-api/server.js';
 export { WorkloadEndpointError, WORKLOAD_ENDPOINT_ERROR_CODES, type WorkloadEndpointErrorCode } from './workload-api/status.js';
 export type { WorkloadIdentitySource, X509SvidView, JwtSvidView, AttestedCaller, IdentityChange } from './workload-api/source.js';
-export { createAgentSource, type AgentSource, type EntryCatalog, type TrustSource } from './workload-api/agent-source.js';
+export { createAgentSource, type AgentSource, type EntryCatalog, type TrustSource, type JwtMint } from './workload-api/agent-source.js';
 export { createEntryStore, loadEntriesPolicy, type EntryStore } from './registration/index.js';
 export { createUnixAttestor } from './attestor/index.js';
 export * from './tpm/index.js';
+export { realTimers, type Timers } from './svid/timers.js';

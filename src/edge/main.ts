@@ -23,6 +23,8 @@ import { createWorkloadApiServer } from './workload-api/server.js';
 import { createAdminServer } from './admin/server.js';
 import type { EdgeConfig } from './config.js';
 
+export { runEdgeJoined } from './joined/agent.js';
+
 /** pino-compatible logger subset the agent needs. */
 export interface EdgeLogger {
   debug(obj: Record<string, unknown>, msg: string): void;

@@ -36,7 +36,7 @@ export {
   type KeyErrorCode,
 } from './x509/keys.js';
 export { MemoryKeyStore, signerFromPrivateKey, type KeyStore, type Signer, type StateFiles } from './x509/signer.js';
-export { verifyCsr, CsrError, MAX_CSR_BYTES, type CsrErrorCode, type VerifiedCsr } from './x509/csr.js';
+export { verifyCsr, buildCsr, CsrError, MAX_CSR_BYTES, type CsrErrorCode, type CsrKey, type VerifiedCsr } from './x509/csr.js';
 export {
   mintRootCa,
   mintSigningCa,

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import {
+  EntryValidationError,
   generateJoinToken,
   hashJoinToken,
   JoinTokenError,
@@ -203,6 +204,10 @@ describe('cloud store: node registry', () => {
       expect(store.isSerialCurrent('edge-1', '01aa')).toBe(true);
       store.evict('edge-1');
       expect(store.upsertAttestedNode(node({ fingerprint: FP_B, serialHex: '07' })).fingerprint).toBe(FP_B);
+      // join_token: a fresh token for the name replaces the previous token, but not another method's credential
+      store.upsertAttestedNode(node({ name: 'edge-j', method: 'join_token', fingerprint: FP_A, reattestable: false }));
+      expect(store.upsertAttestedNode(node({ name: 'edge-j', method: 'join_token', fingerprint: FP_B, serialHex: '08', reattestable: false })).fingerprint).toBe(FP_B);
+      expect(codeOf(() => store.upsertAttestedNode(node({ method: 'join_token', fingerprint: FP_A, reattestable: false })))).toBe('cloud-store/fingerprint-mismatch');
     } finally {
       store.close();
     }
@@ -355,6 +360,184 @@ describe('cloud store: persistence and file security', () => {
       expect(again.isSerialCurrent('edge-1', '01aa')).toBe(false); // banned flag still wins
     } finally {
       again.close();
+    }
+  });
+});
+
+describe('cloud store: registration entries and delegation (schema 2; reference §3 "Registration entries")', () => {
+  const NODE1 = 'spiffe://example.org/edgeward/node/edge-1';
+  const CLOUD = 'spiffe://example.org/edgeward/cloud';
+  const doc = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    spiffeId: 'spiffe://example.org/web',
+    parentId: NODE1,
+    selectors: ['unix:uid:1000'],
+    ...extra,
+  });
+
+  it('create/get/list/delete with a revision bumped by every write, events, and exact error codes', async () => {
+    const { store, clock } = await open();
+    const changes: unknown[] = [];
+    store.onEntryChange((c) => changes.push(c));
+    try {
+      expect(store.entriesRevision).toBe(0);
+      expect(store.listEntries()).toEqual([]);
+      const a = store.createEntry(doc({ id: 'web', x509SvidTtlMs: 600_000, dnsNames: ['web.example.org'], hint: 'web' }));
+      expect(a).toMatchObject({ id: 'web', revision: 1, createdAt: T0, x509SvidTtlMs: 600_000, dnsNames: ['web.example.org'], hint: 'web' });
+      expect(a.spiffeId.toString()).toBe('spiffe://example.org/web');
+      clock.advance(5);
+      const b = store.createEntry(doc({ spiffeId: 'spiffe://example.org/db' }));
+      expect(b.id).toMatch(/^[0-9a-f]{32}$/);
+      expect(b).toMatchObject({ revision: 2, createdAt: T0 + 5 });
+      expect(store.entriesRevision).toBe(2);
+      expect(store.listEntries().map((e) => e.id)).toEqual(['web', b.id]);
+      expect(store.getEntry('web')).toEqual(a);
+      expect(store.getEntry('nope')).toBeUndefined();
+      // idempotent with the same id and content; refused with other content or the same registration
+      expect(store.createEntry(doc({ id: 'web', x509SvidTtlMs: 600_000, dnsNames: ['web.example.org'], hint: 'web' }))).toEqual(a);
+      expect(store.entriesRevision).toBe(2);
+      expect(codeOf(() => store.createEntry(doc({ id: 'web', hint: 'other' })))).toBe('entry/id-exists');
+      expect(codeOf(() => store.createEntry(doc({ id: 'web2', spiffeId: 'spiffe://example.org/db' })))).toBe('entry/duplicate');
+      expect(store.deleteEntry('web')).toBe(true);
+      expect(store.deleteEntry('web')).toBe(false);
+      expect(store.deleteEntry('x'.repeat(10_000))).toBe(false);
+      expect(store.entriesRevision).toBe(3);
+      expect(store.listEntries().map((e) => e.id)).toEqual([b.id]);
+      expect(changes).toEqual([
+        { revision: 1, cause: 'create', id: 'web' },
+        { revision: 2, cause: 'create', id: b.id },
+        { revision: 3, cause: 'delete', id: 'web' },
+      ]);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('entries are validated (validateEntryInput, TTL maxima, trust domain) and /edgeward/ IDs are reserved', async () => {
+    const dir = await tempDir('edgeward-cloud-');
+    const store = createCloudStore(join(dir, 'cloud.db'), { trustDomain: td, clock: new ManualClock(T0), maxX509SvidTtlMs: 600_000 });
+    const invalid = (raw: unknown): string => {
+      try {
+        store.createEntry(raw);
+      } catch (e) {
+        expect(e).toBeInstanceOf(EntryValidationError);
+        return (e as EntryValidationError).code;
+      }
+      return 'accepted';
+    };
+    try {
+      expect(invalid(doc({ x509SvidTtlMs: 600_001 }))).toBe('entry/invalid');
+      expect(invalid(doc({ spiffeId: 'spiffe://other.org/web' }))).toBe('entry/invalid');
+      expect(invalid(doc({ selectors: [] }))).toBe('entry/invalid');
+      expect(invalid(doc({ admin: true }))).toBe('entry/invalid');
+      expect(invalid(doc({ spiffeId: CLOUD }))).toBe('entry/invalid');
+      expect(invalid(doc({ spiffeId: 'spiffe://example.org/edgeward/node/edge-2' }))).toBe('entry/invalid');
+      expect(invalid('spiffe://example.org/web')).toBe('entry/invalid');
+      expect(store.listEntries()).toEqual([]);
+      expect(store.entriesRevision).toBe(0);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('node selectors: node:name and node:method always, attestation extras replaced at each attestation', async () => {
+    const { store } = await open();
+    try {
+      expect(store.upsertAttestedNode(node({ method: 'x509pop', selectors: ['x509pop:subject:cn:edge-1'] })).selectors).toEqual([
+        'node:method:x509pop',
+        'node:name:edge-1',
+        'x509pop:subject:cn:edge-1',
+      ]);
+      expect(store.upsertAttestedNode(node({ method: 'x509pop', serialHex: '02' })).selectors).toEqual(['node:method:x509pop', 'node:name:edge-1']);
+      expect(codeOf(() => store.upsertAttestedNode(node({ name: 'edge-2', selectors: ['node:name:edge-1'] })))).toBe('cloud-store/invalid');
+      expect(codeOf(() => store.upsertAttestedNode(node({ name: 'edge-2', selectors: ['no colon'] })))).toBe('cloud-store/invalid');
+      expect(codeOf(() => store.upsertAttestedNode(node({ name: 'edge-2', selectors: Array.from({ length: 17 }, (_, i) => `t:${i}`) })))).toBe(
+        'cloud-store/invalid',
+      );
+      expect(store.getNode('edge-2')).toBeUndefined();
+    } finally {
+      store.close();
+    }
+  });
+
+  it('entriesDelegatedTo: parent = node ID, or parent = an alias (parent = cloud ID) whose selectors are all the node\'s', async () => {
+    const { store } = await open();
+    try {
+      store.upsertAttestedNode(node({ method: 'x509pop', selectors: ['x509pop:subject:cn:edge-1'] }));
+      store.upsertAttestedNode(node({ name: 'edge-2', method: 'join_token', fingerprint: FP_B, serialHex: '02' }));
+      store.createEntry(doc({ id: 'direct1' }));
+      store.createEntry(doc({ id: 'direct2', parentId: 'spiffe://example.org/edgeward/node/edge-2' }));
+      // alias matching edge-1 only (by CN), alias matching every x509pop node, alias needing a selector nobody has
+      store.createEntry({ id: 'alias-cn', spiffeId: 'spiffe://example.org/groups/cn1', parentId: CLOUD, selectors: ['x509pop:subject:cn:edge-1', 'node:method:x509pop'] });
+      store.createEntry({ id: 'alias-all', spiffeId: 'spiffe://example.org/groups/all', parentId: CLOUD, selectors: ['node:method:join_token'] });
+      store.createEntry({ id: 'alias-none', spiffeId: 'spiffe://example.org/groups/none', parentId: CLOUD, selectors: ['node:name:edge-1', 'tpm:ek-hash:00'] });
+      // a "fake alias": same spiffeId as alias-cn but NOT parented by the cloud: it delegates nothing by itself
+      store.createEntry({ id: 'fake', spiffeId: 'spiffe://example.org/groups/x', parentId: 'spiffe://example.org/somewhere', selectors: ['node:name:edge-2'] });
+      store.createEntry(doc({ id: 'via-cn', parentId: 'spiffe://example.org/groups/cn1', spiffeId: 'spiffe://example.org/a' }));
+      store.createEntry(doc({ id: 'via-all', parentId: 'spiffe://example.org/groups/all', spiffeId: 'spiffe://example.org/b' }));
+      store.createEntry(doc({ id: 'via-none', parentId: 'spiffe://example.org/groups/none', spiffeId: 'spiffe://example.org/c' }));
+      store.createEntry(doc({ id: 'via-fake', parentId: 'spiffe://example.org/groups/x', spiffeId: 'spiffe://example.org/d' }));
+      expect(store.entriesDelegatedTo('edge-1').map((e) => e.id)).toEqual(['direct1', 'via-cn']);
+      expect(store.entriesDelegatedTo('edge-2').map((e) => e.id)).toEqual(['direct2', 'via-all']);
+      expect(store.entriesDelegatedTo('edge-3')).toEqual([]);
+      expect(codeOf(() => store.entriesDelegatedTo('../edge-1'))).toBe('node-name/invalid');
+      // a banned node has no selectors, so no alias applies
+      store.ban('edge-1');
+      expect(store.entriesDelegatedTo('edge-1').map((e) => e.id)).toEqual(['direct1']);
+      // another connection's write is seen at once (revision-keyed cache)
+      const other = createCloudStore(store.path, { trustDomain: td, clock: new ManualClock(T0) });
+      try {
+        other.deleteEntry('via-all');
+        expect(store.entriesDelegatedTo('edge-2').map((e) => e.id)).toEqual(['direct2']);
+      } finally {
+        other.close();
+      }
+    } finally {
+      store.close();
+    }
+  });
+
+  it('migrates a schema-1 database: existing nodes get their node selectors, entries start at revision 0', async () => {
+    const { store, path } = await open();
+    store.close();
+    const raw = new Database(path);
+    raw.exec(`DROP TABLE entries; ALTER TABLE nodes DROP COLUMN selectors; DELETE FROM meta WHERE key = 'entries_revision';
+      UPDATE schema_version SET version = 1;`);
+    raw.prepare(`INSERT INTO nodes (name, method, fingerprint, serial, not_after, reattestable, banned, attested_at, updated_at)
+      VALUES ('old-1', 'join_token', ?, '01', ?, 0, 0, ?, ?)`).run(FP_A, T0 + 1000, T0, T0);
+    raw.close();
+    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    try {
+      expect(again.getNode('old-1')?.selectors).toEqual(['node:method:join_token', 'node:name:old-1']);
+      expect(again.entriesRevision).toBe(0);
+      expect(again.createEntry(doc({ parentId: 'spiffe://example.org/edgeward/node/old-1' })).revision).toBe(1);
+      expect(again.entriesDelegatedTo('old-1')).toHaveLength(1);
+    } finally {
+      again.close();
+    }
+    const check = new Database(path, { readonly: true });
+    try {
+      expect(check.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: CLOUD_STORE_SCHEMA_VERSION }]);
+      expect(CLOUD_STORE_SCHEMA_VERSION).toBe(2);
+    } finally {
+      check.close();
+    }
+  });
+
+  it('a tampered entry row is refused as corrupt; entries survive a reopen', async () => {
+    const { store, path } = await open();
+    store.createEntry(doc({ id: 'web' }));
+    store.close();
+    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    expect(again.getEntry('web')?.revision).toBe(1);
+    again.close();
+    const raw = new Database(path);
+    raw.prepare("UPDATE entries SET spiffe_id = 'spiffe://example.org/admin' WHERE id = 'web'").run(); // dedupe key no longer matches
+    raw.close();
+    const third = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    try {
+      expect(codeOf(() => third.listEntries())).toBe('cloud-store/corrupt');
+    } finally {
+      third.close();
     }
   });
 });

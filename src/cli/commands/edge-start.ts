@@ -1,17 +1,19 @@
 /**
  * `edgeward edge start --standalone --trust-domain TD --data-dir DIR [--socket PATH] [--policy FILE]`
+ * `edgeward edge start --data-dir DIR [--socket PATH]`  (joined: DIR holds a join from `edgeward edge join`)
  *
  * Runs the edge agent in the foreground until SIGINT/SIGTERM. Prints `SPIFFE_ENDPOINT_SOCKET=unix:///...`
  * once the Workload API is listening. Logs are JSON lines on stderr.
  */
-import { parseEdgeConfig, runEdgeStandalone } from '../../edge/index.js';
+import { parseEdgeConfig, parseJoinedEdgeConfig, runEdgeJoined, runEdgeStandalone, type RunningEdge } from '../../edge/index.js';
+import { CliUsageError } from '../errors.js';
 import { defineCommand } from '../command.js';
 import { createLogger } from '../logger.js';
 import { hostStateFiles } from '../host/index.js';
 
 export const edgeStartCommand = defineCommand({
   name: 'edge start',
-  summary: 'run the edge agent (standalone: with its own CA) and serve the SPIFFE Workload API',
+  summary: 'run the edge agent (joined to a cloud, or --standalone with its own CA) and serve the SPIFFE Workload API',
   operands: '',
   args: {
     flags: {
@@ -32,20 +34,34 @@ export const edgeStartCommand = defineCommand({
     positionals: { min: 0, max: 0 },
   },
   async run({ flags }, io) {
-    const config = parseEdgeConfig({
-      standalone: flags.standalone,
-      trustDomain: flags['trust-domain'],
-      dataDir: flags['data-dir'],
-      socket: flags.socket,
-      policy: flags.policy,
-      caTtl: flags['ca-ttl'],
-      x509Ttl: flags['x509-ttl'],
-      jwtTtl: flags['jwt-ttl'],
-      workloadSha256Limit: flags['workload-sha256-limit'],
-      env: io.env,
-    });
-    const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
-    const edge = await runEdgeStandalone(config, { logger, files: hostStateFiles });
+    let edge: RunningEdge;
+    if (flags.standalone) {
+      const config = parseEdgeConfig({
+        standalone: true,
+        trustDomain: flags['trust-domain'],
+        dataDir: flags['data-dir'],
+        socket: flags.socket,
+        policy: flags.policy,
+        caTtl: flags['ca-ttl'],
+        x509Ttl: flags['x509-ttl'],
+        jwtTtl: flags['jwt-ttl'],
+        workloadSha256Limit: flags['workload-sha256-limit'],
+        env: io.env,
+      });
+      const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
+      edge = await runEdgeStandalone(config, { logger, files: hostStateFiles });
+    } else {
+      const standaloneOnly = (['trust-domain', 'policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl'] as const).filter((f) => flags[f] !== undefined);
+      if (standaloneOnly.length > 0) {
+        throw new CliUsageError(`${standaloneOnly.map((f) => `--${f}`).join(', ')} only apply with --standalone (a joined agent takes its identity from the cloud)`, {
+          command: 'edge start',
+        });
+      }
+      if (flags['data-dir'] === undefined) throw new CliUsageError('--data-dir is required (a directory prepared by edgeward edge join), or use --standalone', { command: 'edge start' });
+      const config = parseJoinedEdgeConfig({ dataDir: flags['data-dir'], socket: flags.socket, workloadSha256Limit: flags['workload-sha256-limit'], env: io.env });
+      const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
+      edge = await runEdgeJoined(config, { logger, files: hostStateFiles });
+    }
     io.stdout(`SPIFFE_ENDPOINT_SOCKET=${edge.endpoint}\n`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {

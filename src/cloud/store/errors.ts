@@ -17,6 +17,11 @@ import { EdgewardError } from '../../identity/index.js';
  * - `cloud-store/trust-domain`: the database belongs to another trust domain.
  * - `cloud-store/corrupt`: a stored row or the stored CA snapshot does not validate.
  * - `cloud-store/closed`: the store was used after `close()`.
+ * - `entry/duplicate`: another registration entry has the same spiffeId, parentId and selector set (SPIRE's
+ *   rule). Same code and meaning as the edge's entry store, so `edgeward entry create` reads the same
+ *   against a cloud or an edge data dir.
+ * - `entry/id-exists`: the caller-given entry id is taken by an entry with different content.
+ * Invalid entry content is `EntryValidationError('entry/invalid')` from src/attestation.
  */
 export const CLOUD_STORE_ERROR_CODES = [
   'cloud-store/invalid',
@@ -30,6 +35,8 @@ export const CLOUD_STORE_ERROR_CODES = [
   'cloud-store/trust-domain',
   'cloud-store/corrupt',
   'cloud-store/closed',
+  'entry/duplicate',
+  'entry/id-exists',
 ] as const;
 export type CloudStoreErrorCode = (typeof CLOUD_STORE_ERROR_CODES)[number];
 export class CloudStoreError extends EdgewardError<CloudStoreErrorCode> {}

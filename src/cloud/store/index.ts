@@ -2,6 +2,10 @@
 export { CloudStoreError, CLOUD_STORE_ERROR_CODES, type CloudStoreErrorCode } from './errors.js';
 export {
   createCloudStore,
+  cloudSpiffeId,
+  baseNodeSelectors,
+  CLOUD_ID_PATH,
+  MAX_NODE_EXTRA_SELECTORS,
   CLOUD_STORE_SCHEMA_VERSION,
   MAX_NODE_FINGERPRINT_LENGTH,
   MAX_CA_SNAPSHOT_BYTES,
@@ -11,4 +15,6 @@ export {
   type CloudStoreOptions,
   type NodeChange,
   type NodeChangeKind,
+  type EntryChange,
+  type EntryChangeCause,
 } from './store.js';

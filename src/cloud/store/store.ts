@@ -14,21 +14,46 @@
  *   the old serial stays valid until the new one is first used (`promoteSerial` / `acceptSerial`), then
  *   only the new one (reference §5 item 34). `ban` clears both serials and refuses attestation and renewal
  *   until `unban`; `evict` deletes the row, so the node may come back only by attesting again (and then
- *   with any credential: eviction is how an operator re-pins a node to a new TPM or certificate).
+ *   with any credential: eviction is how an operator re-pins a node to a new TPM or certificate). A new
+ *   join token for a join_token node replaces the old token's fingerprint (the token is the operator's
+ *   consent for that name); it never replaces an x509pop or tpm credential.
  * - CA state: one row holding the CaManager snapshot as JSON text.
+ * - Node selectors (schema 2): every node has `node:name:N` and `node:method:M`, plus what the attestation
+ *   proved (`x509pop:subject:cn:CN`, `tpm:ek-hash:HEX`), replaced at each attestation. They decide which
+ *   node-alias entries apply to the node (reference §3 "Registration entries").
+ * - Registration entries (schema 2; SPIRE's model, reference §3): validated with `validateEntryInput`,
+ *   unique by spiffeId + parentId + selector set, each carrying the store revision at which it was
+ *   written; every entry write bumps the revision (meta `entries_revision`). Parsed entries are cached per
+ *   revision, so a lookup costs one indexed read while nothing changed. `entriesDelegatedTo(node)` is the
+ *   delegation rule: parentId = the node's ID, or parentId = the spiffeId of an alias entry (parentId =
+ *   `spiffe://TD/edgeward/cloud`) whose selectors are all among the node's selectors. Workload entries
+ *   may not take an ID under `/edgeward/` (node and cloud identities are issued by attestation only).
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import {
+  entryDedupeKey,
+  EntryValidationError,
   NODE_ATTESTATION_METHODS,
   NodeNameError,
   nodeSpiffeId,
+  normalizeSelectors,
   parseNodeName,
+  sameEntryContent,
+  selectorKey,
+  SelectorError,
+  toSelector,
+  validateEntryInput,
+  type EntryInput,
+  type EntryValidationOptions,
   type JoinTokenConsumer,
   type JoinTokenRecord,
   type NodeAttestationMethod,
+  type RegistrationEntry,
+  type Selector,
 } from '../../attestation/index.js';
-import type { CaSnapshot, Clock, SpiffeId, TrustDomain } from '../../identity/index.js';
+import { MAX_JWT_TTL_MS, SpiffeId, type CaSnapshot, type Clock, type TrustDomain } from '../../identity/index.js';
 import { CloudStoreError } from './errors.js';
 
 /** Node fingerprints are hex SHA-256 digests today (64 chars); anything past this bound is refused. */
@@ -40,6 +65,22 @@ const SERIAL_PATTERN = /^(?:[0-9a-f]{2}){1,21}$/;
 const TOKEN_HASH_PATTERN = /^[0-9a-f]{64}$/;
 /** The CA snapshot is a few certificates and ids; a bound keeps a bad caller from filling the disk. */
 export const MAX_CA_SNAPSHOT_BYTES = 1024 * 1024;
+/** Most attestation-specific selectors recorded for a node (besides node:name and node:method). */
+export const MAX_NODE_EXTRA_SELECTORS = 16;
+/** The path segments of the cloud's own SPIFFE ID: `spiffe://TD/edgeward/cloud`. */
+export const CLOUD_ID_PATH = ['edgeward', 'cloud'] as const;
+/** Stored rows' TTLs are re-checked only against this ceiling (lowering the maximum keeps old rows readable). */
+const STORED_TTL_CEILING_MS = MAX_JWT_TTL_MS;
+
+/** The cloud's SPIFFE ID, `spiffe://TD/edgeward/cloud`: the parent of node-alias entries. */
+export function cloudSpiffeId(td: TrustDomain): SpiffeId {
+  return SpiffeId.fromSegments(td, ...CLOUD_ID_PATH);
+}
+
+/** The selectors every node has: `node:name:N`, `node:method:M`. */
+export function baseNodeSelectors(name: string, method: NodeAttestationMethod): string[] {
+  return [`node:method:${method}`, `node:name:${name}`];
+}
 
 export interface AttestedNodeInput {
   name: string;
@@ -51,6 +92,11 @@ export interface AttestedNodeInput {
   /** Expiry of that SVID, epoch ms. */
   notAfter: number;
   reattestable: boolean;
+  /**
+   * Selectors the attestation proved besides `node:name:N` and `node:method:M` (which the store adds),
+   * e.g. `x509pop:subject:cn:edge-1`; replaces the previous set. At most MAX_NODE_EXTRA_SELECTORS.
+   */
+  selectors?: readonly string[] | undefined;
 }
 
 export interface AttestedNode {
@@ -66,6 +112,8 @@ export interface AttestedNode {
   readonly pendingNotAfter: number | undefined;
   readonly reattestable: boolean;
   readonly banned: boolean;
+  /** Node selectors (`type:value`, sorted): node:name, node:method and what the attestation proved. */
+  readonly selectors: readonly string[];
   /** First attestation of this record (reset by evict). */
   readonly attestedAt: number;
   readonly updatedAt: number;
@@ -78,9 +126,22 @@ export interface NodeChange {
   readonly name: string;
 }
 
+export type EntryChangeCause = 'create' | 'delete';
+
+export interface EntryChange {
+  /** Entries revision after the change. */
+  readonly revision: number;
+  readonly cause: EntryChangeCause;
+  readonly id: string;
+}
+
 export interface CloudStoreOptions {
   trustDomain: TrustDomain;
   clock: Clock;
+  /** Largest X509-SVID TTL accepted for new entries (default: the attestation default, 1 h). */
+  maxX509SvidTtlMs?: number;
+  /** Largest JWT-SVID TTL accepted for new entries (default 5 min). */
+  maxJwtSvidTtlMs?: number;
   /** SQLite busy timeout for a file shared with another process (default 5000 ms). */
   busyTimeoutMs?: number;
   /** Receives exceptions thrown by `onChange` listeners (default: ignored; they never break a write). */
@@ -98,8 +159,8 @@ export interface CloudStore extends JoinTokenConsumer {
   pruneExpiredTokens(now: number): number;
   // ---- attested nodes
   /**
-   * Record a successful attestation: creates the node, or (same method and fingerprint) replaces its serial
-   * and clears any pending one. Throws `node-name/invalid`, `cloud-store/invalid`, `cloud-store/node-banned`,
+   * Record a successful attestation: creates the node, or (same method and fingerprint; for join_token any
+   * token) replaces its serial, fingerprint and selectors and clears any pending serial. Throws `node-name/invalid`, `cloud-store/invalid`, `cloud-store/node-banned`,
    * `cloud-store/fingerprint-mismatch`.
    */
   upsertAttestedNode(input: AttestedNodeInput): AttestedNode;
@@ -128,6 +189,29 @@ export interface CloudStore extends JoinTokenConsumer {
   evict(name: string): boolean;
   /** Called synchronously after every committed node change. Returns the unsubscribe function. */
   onChange(listener: (change: NodeChange) => void): () => void;
+  // ---- registration entries
+  /** Entries revision: bumped by every entry write (0 for a new store). Read from the database. */
+  readonly entriesRevision: number;
+  /**
+   * Validate (`validateEntryInput`, this store's TTL maxima) and insert one entry. Throws
+   * `EntryValidationError` ('entry/invalid', also for an ID under `/edgeward/`), `entry/duplicate`,
+   * `entry/id-exists`. A caller-given id naming an entry of identical content returns it (idempotent).
+   */
+  createEntry(input: unknown): RegistrationEntry;
+  getEntry(id: string): RegistrationEntry | undefined;
+  /** All entries, oldest first (frozen). */
+  listEntries(): readonly RegistrationEntry[];
+  /** False if there was none. */
+  deleteEntry(id: string): boolean;
+  /**
+   * The entries node `nodeName` may obtain SVIDs for (contract "Delegation"): parentId = its node ID, or
+   * parentId = the spiffeId of an alias entry (parentId = `spiffe://TD/edgeward/cloud`) all of whose
+   * selectors are among the node's selectors. Alias entries themselves are not included. A node that is
+   * unknown or banned has no selectors (only direct children would count; callers authenticate first).
+   */
+  entriesDelegatedTo(nodeName: string): readonly RegistrationEntry[];
+  /** Called synchronously after every committed entry change made through this store. */
+  onEntryChange(listener: (change: EntryChange) => void): () => void;
   // ---- CA state
   loadCaSnapshot(): CaSnapshot | undefined;
   saveCaSnapshot(snap: CaSnapshot): void;
@@ -168,6 +252,26 @@ const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: node selectors and registration entries (issue #4: delegation to nodes).
+  `
+  ALTER TABLE nodes ADD COLUMN selectors TEXT NOT NULL DEFAULT '[]';
+  CREATE TABLE entries (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    spiffe_id        TEXT    NOT NULL,
+    parent_id        TEXT    NOT NULL,
+    selectors        TEXT    NOT NULL,
+    dedupe_key       TEXT    NOT NULL UNIQUE,
+    x509_svid_ttl_ms INTEGER,
+    jwt_svid_ttl_ms  INTEGER,
+    dns_names        TEXT    NOT NULL,
+    hint             TEXT,
+    created_at       INTEGER NOT NULL,
+    revision         INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX entries_parent ON entries (parent_id);
+  INSERT INTO meta (key, value) VALUES ('entries_revision', '0');
+  `,
 ];
 export const CLOUD_STORE_SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -191,6 +295,30 @@ interface NodeRow {
   banned: number;
   attested_at: number;
   updated_at: number;
+  selectors: string;
+}
+
+interface EntryRow {
+  seq: number;
+  id: string;
+  spiffe_id: string;
+  parent_id: string;
+  selectors: string;
+  dedupe_key: string;
+  x509_svid_ttl_ms: number | null;
+  jwt_svid_ttl_ms: number | null;
+  dns_names: string;
+  hint: string | null;
+  created_at: number;
+  revision: number;
+}
+
+/** Parsed entries at one revision, with the lookups delegation needs. */
+interface EntrySnapshot {
+  readonly revision: number;
+  readonly list: readonly RegistrationEntry[];
+  readonly byId: ReadonlyMap<string, RegistrationEntry>;
+  readonly byParent: ReadonlyMap<string, readonly RegistrationEntry[]>;
 }
 
 function invalid(field: string, message: string): CloudStoreError {
@@ -222,6 +350,26 @@ function checkFingerprint(s: unknown): string {
     throw invalid('fingerprint', `fingerprint must be 1-${MAX_NODE_FINGERPRINT_LENGTH} printable ASCII characters`);
   }
   return s;
+}
+
+/** Validate extra node selectors: `type:value`, not of type `node` (the store's own), bounded. */
+function checkNodeSelectors(list: unknown): string[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw invalid('selectors', 'selectors must be an array of "type:value" strings');
+  if (list.length > MAX_NODE_EXTRA_SELECTORS) throw invalid('selectors', `at most ${MAX_NODE_EXTRA_SELECTORS} node selectors`);
+  const out: Selector[] = [];
+  for (const x of list) {
+    let sel: Selector;
+    try {
+      sel = toSelector(x);
+    } catch (e) {
+      if (e instanceof SelectorError) throw new CloudStoreError('cloud-store/invalid', `node selector: ${e.message}`, { cause: e, detail: { field: 'selectors' } });
+      throw e;
+    }
+    if (sel.type === 'node') throw invalid('selectors', 'node:* selectors are set by the store');
+    out.push(sel);
+  }
+  return normalizeSelectors(out).map(selectorKey);
 }
 
 function isMethod(m: unknown): m is NodeAttestationMethod {
@@ -307,10 +455,10 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
     nodeGet: db.prepare('SELECT * FROM nodes WHERE name = ?'),
     nodeAll: db.prepare('SELECT * FROM nodes ORDER BY name'),
     nodeInsert: db.prepare(`INSERT INTO nodes (name, method, fingerprint, serial, not_after, pending_serial, pending_not_after,
-      reattestable, banned, attested_at, updated_at)
-      VALUES (@name, @method, @fingerprint, @serial, @not_after, NULL, NULL, @reattestable, 0, @now, @now)`),
-    nodeReattest: db.prepare(`UPDATE nodes SET serial = @serial, not_after = @not_after, pending_serial = NULL,
-      pending_not_after = NULL, reattestable = @reattestable, updated_at = @now WHERE name = @name`),
+      reattestable, banned, attested_at, updated_at, selectors)
+      VALUES (@name, @method, @fingerprint, @serial, @not_after, NULL, NULL, @reattestable, 0, @now, @now, @selectors)`),
+    nodeReattest: db.prepare(`UPDATE nodes SET fingerprint = @fingerprint, serial = @serial, not_after = @not_after, pending_serial = NULL,
+      pending_not_after = NULL, reattestable = @reattestable, updated_at = @now, selectors = @selectors WHERE name = @name`),
     nodeSetPending: db.prepare('UPDATE nodes SET pending_serial = ?, pending_not_after = ?, updated_at = ? WHERE name = ?'),
     nodePromote: db.prepare(`UPDATE nodes SET serial = pending_serial, not_after = COALESCE(pending_not_after, not_after),
       pending_serial = NULL, pending_not_after = NULL, updated_at = ? WHERE name = ?`),
@@ -318,6 +466,15 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       pending_not_after = NULL, updated_at = ? WHERE name = ?`),
     nodeUnban: db.prepare('UPDATE nodes SET banned = 0, updated_at = ? WHERE name = ?'),
     nodeDelete: db.prepare('DELETE FROM nodes WHERE name = ?'),
+    entryRevGet: db.prepare("SELECT value FROM meta WHERE key = 'entries_revision'"),
+    entryRevSet: db.prepare("UPDATE meta SET value = ? WHERE key = 'entries_revision'"),
+    entryAll: db.prepare('SELECT * FROM entries ORDER BY seq'),
+    entryById: db.prepare('SELECT * FROM entries WHERE id = ?'),
+    entryByKey: db.prepare('SELECT id FROM entries WHERE dedupe_key = ?'),
+    entryInsert: db.prepare(`INSERT INTO entries (id, spiffe_id, parent_id, selectors, dedupe_key, x509_svid_ttl_ms, jwt_svid_ttl_ms,
+      dns_names, hint, created_at, revision)
+      VALUES (@id, @spiffe_id, @parent_id, @selectors, @dedupe_key, @x509_svid_ttl_ms, @jwt_svid_ttl_ms, @dns_names, @hint, @created_at, @revision)`),
+    entryDelete: db.prepare('DELETE FROM entries WHERE id = ?'),
     caGet: db.prepare('SELECT snapshot FROM ca_state WHERE id = 1'),
     caPut: db.prepare(`INSERT INTO ca_state (id, snapshot, updated_at) VALUES (1, ?, ?)
       ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at`),
@@ -325,6 +482,15 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
 
   let closed = false;
   const listeners = new Set<(c: NodeChange) => void>();
+  const entryListeners = new Set<(c: EntryChange) => void>();
+  const cloudId = cloudSpiffeId(trustDomain);
+  const strictEntries: EntryValidationOptions = {
+    trustDomain,
+    ...(options.maxX509SvidTtlMs === undefined ? {} : { maxX509SvidTtlMs: options.maxX509SvidTtlMs }),
+    ...(options.maxJwtSvidTtlMs === undefined ? {} : { maxJwtSvidTtlMs: options.maxJwtSvidTtlMs }),
+  };
+  const relaxedEntries: EntryValidationOptions = { trustDomain, maxX509SvidTtlMs: STORED_TTL_CEILING_MS, maxJwtSvidTtlMs: STORED_TTL_CEILING_MS };
+  let entryCache: EntrySnapshot | undefined;
 
   const live = (): void => {
     if (closed) throw new CloudStoreError('cloud-store/closed', 'cloud store is closed');
@@ -339,7 +505,7 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
     try {
       return db.transaction(fn).immediate();
     } catch (e) {
-      if (e instanceof CloudStoreError || e instanceof NodeNameError) throw e;
+      if (e instanceof CloudStoreError || e instanceof NodeNameError || e instanceof EntryValidationError) throw e;
       throw ioError(dbPath, 'write', e);
     }
   };
@@ -401,6 +567,12 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
     ) {
       throw corrupt(`node row "${String(r.name).slice(0, 64)}" is invalid`);
     }
+    let extras: string[];
+    try {
+      extras = checkNodeSelectors(JSON.parse(r.selectors) as unknown);
+    } catch (e) {
+      throw corrupt(`node row "${String(r.name).slice(0, 64)}" has invalid selectors`, e);
+    }
     let spiffeId: SpiffeId;
     try {
       spiffeId = nodeSpiffeId(trustDomain, r.name);
@@ -418,6 +590,7 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       pendingNotAfter: r.pending_not_after ?? undefined,
       reattestable: r.reattestable === 1,
       banned: r.banned === 1,
+      selectors: Object.freeze([...new Set([...baseNodeSelectors(r.name, r.method), ...extras])].sort()),
       attestedAt: r.attested_at,
       updatedAt: r.updated_at,
     });
@@ -435,6 +608,83 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
   };
   /** Lookups with a hostile name just miss (no throw): only well-formed names can be stored. */
   const lookupName = (name: unknown): name is string => typeof name === 'string' && name.length <= 63;
+
+  // ---- registration entries
+
+  const readEntriesRevision = (): number => {
+    const r = stmt.entryRevGet.get() as { value: string } | undefined;
+    const n = Number(r?.value);
+    if (r === undefined || !Number.isSafeInteger(n) || n < 0) throw corrupt('the entries revision is missing or malformed');
+    return n;
+  };
+
+  /** Refuse workload entries that would hand out a node's or the cloud's identity. */
+  const checkNotReserved = (input: EntryInput): void => {
+    const segs = input.spiffeId.segments;
+    if (segs[0] === CLOUD_ID_PATH[0]) {
+      throw new EntryValidationError([{ path: 'spiffeId', message: 'IDs under /edgeward/ are reserved for the cloud and attested nodes' }]);
+    }
+  };
+
+  const entryFromRow = (row: EntryRow): RegistrationEntry => {
+    let input: EntryInput;
+    try {
+      input = validateEntryInput(
+        {
+          id: row.id,
+          spiffeId: row.spiffe_id,
+          parentId: row.parent_id,
+          selectors: JSON.parse(row.selectors) as unknown,
+          ...(row.x509_svid_ttl_ms === null ? {} : { x509SvidTtlMs: row.x509_svid_ttl_ms }),
+          ...(row.jwt_svid_ttl_ms === null ? {} : { jwtSvidTtlMs: row.jwt_svid_ttl_ms }),
+          dnsNames: JSON.parse(row.dns_names) as unknown,
+          ...(row.hint === null ? {} : { hint: row.hint }),
+        },
+        relaxedEntries,
+      );
+      checkNotReserved(input);
+      if (entryDedupeKey(input) !== row.dedupe_key || !isTime(row.created_at) || !isTime(row.revision)) {
+        throw new EntryValidationError([{ path: 'row', message: 'dedupe key, time or revision does not match' }]);
+      }
+    } catch (e) {
+      throw corrupt(`entry row "${String(row.id).slice(0, 64)}" is invalid`, e);
+    }
+    return Object.freeze({ ...input, id: row.id, createdAt: row.created_at, revision: row.revision });
+  };
+
+  /** Entries at the current revision: parsed once per revision (one indexed read when nothing changed). */
+  const entrySnapshot = (): EntrySnapshot =>
+    read(() =>
+      db
+        .transaction((): EntrySnapshot => {
+          const revision = readEntriesRevision();
+          if (entryCache !== undefined && entryCache.revision === revision) return entryCache;
+          const list = Object.freeze((stmt.entryAll.all() as EntryRow[]).map(entryFromRow));
+          const byId = new Map<string, RegistrationEntry>();
+          const byParent = new Map<string, RegistrationEntry[]>();
+          for (const e of list) {
+            byId.set(e.id, e);
+            const p = e.parentId.toString();
+            const l = byParent.get(p);
+            if (l === undefined) byParent.set(p, [e]);
+            else l.push(e);
+          }
+          entryCache = { revision, list, byId, byParent };
+          return entryCache;
+        })
+        .deferred(),
+    );
+
+  const emitEntry = (change: EntryChange): void => {
+    const c = Object.freeze(change);
+    for (const l of [...entryListeners]) {
+      try {
+        l(c);
+      } catch (e) {
+        options.onListenerError?.(e);
+      }
+    }
+  };
 
   return {
     path: dbPath,
@@ -488,20 +738,24 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       const notAfter = checkTime('notAfter', input.notAfter);
       if (typeof input.reattestable !== 'boolean') throw invalid('reattestable', 'reattestable must be a boolean');
       const reattestable = input.reattestable ? 1 : 0;
+      const selectors = JSON.stringify(checkNodeSelectors(input.selectors));
       const node = write(() => {
         const now = clock.now();
         const row = getRow(name);
         if (row === undefined) {
-          stmt.nodeInsert.run({ name, method, fingerprint, serial, not_after: notAfter, reattestable, now });
+          stmt.nodeInsert.run({ name, method, fingerprint, serial, not_after: notAfter, reattestable, now, selectors });
         } else {
           notBanned(row);
-          // Another TPM / certificate / token claiming an attested name: refused until the node is evicted.
-          if (row.method !== method || row.fingerprint !== fingerprint) {
+          // Another TPM / certificate claiming an attested name: refused until the node is evicted. A join
+          // token is an operator's one-time authorization for exactly this name, so a fresh token may replace
+          // the previous token (a join_token node is not re-attestable and has no other way back), but never
+          // another method's credential.
+          if (row.method !== method || (row.fingerprint !== fingerprint && method !== 'join_token')) {
             throw new CloudStoreError('cloud-store/fingerprint-mismatch', `node "${name}" is attested with another credential; evict it first`, {
               detail: { node: name, method: row.method },
             });
           }
-          stmt.nodeReattest.run({ name, serial, not_after: notAfter, reattestable, now });
+          stmt.nodeReattest.run({ name, fingerprint, serial, not_after: notAfter, reattestable, now, selectors });
         }
         return nodeFromRow(mustGet(name));
       });
@@ -623,6 +877,109 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       };
     },
 
+    get entriesRevision(): number {
+      return read(readEntriesRevision);
+    },
+
+    createEntry(raw: unknown): RegistrationEntry {
+      live();
+      const input = validateEntryInput(raw, strictEntries);
+      checkNotReserved(input);
+      const result = write((): { entry: RegistrationEntry; changed: boolean } => {
+        if (input.id !== undefined) {
+          const existing = stmt.entryById.get(input.id) as EntryRow | undefined;
+          if (existing !== undefined) {
+            const current = entryFromRow(existing);
+            if (sameEntryContent(current, input)) return { entry: current, changed: false };
+            throw new CloudStoreError('entry/id-exists', `an entry with id "${input.id}" already exists`, { detail: { id: input.id } });
+          }
+        }
+        const dup = stmt.entryByKey.get(entryDedupeKey(input)) as { id: string } | undefined;
+        if (dup !== undefined) {
+          throw new CloudStoreError('entry/duplicate', `entry ${dup.id} already has this spiffeId, parentId and selector set`, {
+            detail: { existing: dup.id },
+          });
+        }
+        const revision = readEntriesRevision() + 1;
+        const entry: RegistrationEntry = Object.freeze({ ...input, id: input.id ?? randomBytes(16).toString('hex'), createdAt: clock.now(), revision });
+        stmt.entryInsert.run({
+          id: entry.id,
+          spiffe_id: entry.spiffeId.toString(),
+          parent_id: entry.parentId.toString(),
+          selectors: JSON.stringify(entry.selectors.map(selectorKey)),
+          dedupe_key: entryDedupeKey(entry),
+          x509_svid_ttl_ms: entry.x509SvidTtlMs ?? null,
+          jwt_svid_ttl_ms: entry.jwtSvidTtlMs ?? null,
+          dns_names: JSON.stringify(entry.dnsNames),
+          hint: entry.hint ?? null,
+          created_at: entry.createdAt,
+          revision,
+        });
+        stmt.entryRevSet.run(String(revision));
+        return { entry, changed: true };
+      });
+      if (result.changed) emitEntry({ revision: result.entry.revision, cause: 'create', id: result.entry.id });
+      return result.entry;
+    },
+
+    getEntry(id: string): RegistrationEntry | undefined {
+      if (typeof id !== 'string') {
+        live();
+        return undefined;
+      }
+      return entrySnapshot().byId.get(id);
+    },
+
+    listEntries(): readonly RegistrationEntry[] {
+      return entrySnapshot().list;
+    },
+
+    deleteEntry(id: string): boolean {
+      live();
+      if (typeof id !== 'string' || id.length > 128) return false;
+      const revision = write((): number | undefined => {
+        if (stmt.entryDelete.run(id).changes === 0) return undefined;
+        const next = readEntriesRevision() + 1;
+        stmt.entryRevSet.run(String(next));
+        return next;
+      });
+      if (revision === undefined) return false;
+      emitEntry({ revision, cause: 'delete', id });
+      return true;
+    },
+
+    entriesDelegatedTo(nodeName: string): readonly RegistrationEntry[] {
+      const name = parseNodeName(nodeName);
+      const snap = entrySnapshot();
+      const node = read(() => {
+        const row = getRow(name);
+        return row === undefined ? undefined : nodeFromRow(row);
+      });
+      const out: RegistrationEntry[] = [...(snap.byParent.get(nodeSpiffeId(trustDomain, name).toString()) ?? [])];
+      if (node !== undefined && !node.banned) {
+        const have = new Set(node.selectors);
+        for (const alias of snap.byParent.get(cloudId.toString()) ?? []) {
+          // Alias entry: all of its selectors among the node's (subset rule, reference §3).
+          if (alias.selectors.length === 0 || !alias.selectors.every((sel) => have.has(selectorKey(sel)))) continue;
+          for (const e of snap.byParent.get(alias.spiffeId.toString()) ?? []) out.push(e);
+        }
+      }
+      // One entry once, in store order.
+      const seen = new Set<string>();
+      const order = new Map(snap.list.map((e, i) => [e.id, i]));
+      return Object.freeze(
+        out.filter((e) => (seen.has(e.id) ? false : (seen.add(e.id), true))).sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0)),
+      );
+    },
+
+    onEntryChange(listener: (change: EntryChange) => void): () => void {
+      live();
+      entryListeners.add(listener);
+      return () => {
+        entryListeners.delete(listener);
+      };
+    },
+
     loadCaSnapshot(): CaSnapshot | undefined {
       return read(() => {
         const row = stmt.caGet.get() as { snapshot: string } | undefined;
@@ -664,6 +1021,8 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       if (closed) return;
       closed = true;
       listeners.clear();
+      entryListeners.clear();
+      entryCache = undefined;
       db.close();
     },
   };

@@ -43,6 +43,25 @@ export class JwtSvidCache {
     return fresh.token;
   }
 
+  /**
+   * As `get`, for a mint that may be asynchronous (joined mode asks the cloud). When minting fails, a
+   * cached token that has not expired yet is returned instead (SPIRE's agent serves cached JWT-SVIDs
+   * while its server is unreachable, spiffe.md 3); with none, the failure is passed on.
+   */
+  async getAsync(key: string, mint: () => Cached | Promise<Cached>): Promise<string> {
+    const hit = this.#items.get(key);
+    const now = this.#clock.now();
+    if (hit !== undefined && now < hit.issuedAt + (hit.expiresAt - hit.issuedAt) / 2) return this.get(key, () => hit);
+    let fresh: Cached;
+    try {
+      fresh = await mint();
+    } catch (e) {
+      if (hit !== undefined && this.#clock.now() < hit.expiresAt) return hit.token;
+      throw e;
+    }
+    return this.get(key, () => fresh);
+  }
+
   /** Forget every token (e.g. after the JWT signing key changed). */
   clear(): void {
     this.#items.clear();

@@ -36,10 +36,17 @@ export interface EntryCatalog {
   onChange(listener: () => void): () => void;
 }
 
+export interface JwtMint {
+  token: string;
+  issuedAt: number;
+  expiresAt: number;
+}
+
 /** Trust material and JWT signing: the local CA (standalone) or the cloud (joined). */
 export interface TrustSource {
   bundle(): TrustBundle;
-  mintJwtSvid(req: { spiffeId: SpiffeId; audience: readonly string[]; ttlMs: number }): { token: string; issuedAt: number; expiresAt: number };
+  /** Synchronous for the local CA; a promise when the cloud signs (joined mode, `jwt.request` by entry). */
+  mintJwtSvid(req: { entryId: string; spiffeId: SpiffeId; audience: readonly string[]; ttlMs: number }): JwtMint | Promise<JwtMint>;
   readonly defaultJwtSvidTtlMs: number;
   onChange(listener: () => void): () => void;
 }
@@ -152,13 +159,15 @@ export function createAgentSource(deps: AgentSourceDeps): AgentSource {
       if (wanted !== undefined && entries.length === 0) {
         throw new WorkloadEndpointError('workload-endpoint/not-entitled', 'caller is not entitled to that SPIFFE ID');
       }
-      return entries.map((e) => ({
-        spiffeId: e.spiffeId.toString(),
-        hint: e.hint ?? '',
-        token: jwts.get(JwtSvidCache.key(e.id, audience), () =>
-          deps.trust.mintJwtSvid({ spiffeId: e.spiffeId, audience, ttlMs: e.jwtSvidTtlMs ?? deps.trust.defaultJwtSvidTtlMs }),
-        ),
-      }));
+      return Promise.all(
+        entries.map(async (e) => ({
+          spiffeId: e.spiffeId.toString(),
+          hint: e.hint ?? '',
+          token: await jwts.getAsync(JwtSvidCache.key(e.id, audience), () =>
+            deps.trust.mintJwtSvid({ entryId: e.id, spiffeId: e.spiffeId, audience, ttlMs: e.jwtSvidTtlMs ?? deps.trust.defaultJwtSvidTtlMs }),
+          ),
+        })),
+      );
     },
     x509Bundles: () => bundles().x509,
     jwtBundles: () => bundles().jwt,

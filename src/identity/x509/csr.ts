@@ -4,11 +4,11 @@
  * requested extensions, SANs, key usages, basic constraints and lifetimes in the CSR are ignored: the
  * issuer decides them (issue #2: "identity ... decided by the issuer, never copied from the CSR").
  */
-import { verify as cryptoVerify } from 'node:crypto';
+import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { EdgewardError } from '../errors.js';
-import { children, decodeBitString, decodeOid, decodeSmallUint, DerError, expectTag, parseOne, Tag } from '../asn1/der.js';
+import { bitString, children, decodeBitString, decodeOid, decodeSmallUint, derNull, DerError, expectTag, oid, parseOne, seq, Tag, tlv } from '../asn1/der.js';
 import { importSpki, KeyError } from './keys.js';
-import { SIG_ALG_HASH } from './oids.js';
+import { OID, SIG_ALG_HASH } from './oids.js';
 
 export type CsrErrorCode = 'csr/malformed' | 'csr/too-large' | 'csr/bad-signature' | 'csr/unsupported-key';
 export class CsrError extends EdgewardError<CsrErrorCode> {}
@@ -61,4 +61,28 @@ export function verifyCsr(der: Buffer): VerifiedCsr {
   }
   if (!ok) throw new CsrError('csr/bad-signature', 'CSR signature does not verify (no proof of possession)');
   return { spki };
+}
+
+/** What `buildCsr` needs: the public key and the matching private key (a KeyPair or a Signer). */
+export interface CsrKey {
+  readonly spki: Buffer;
+  readonly privateKey: KeyObject;
+}
+
+/**
+ * A minimal PKCS#10 request (RFC 2986 4) that only proves possession of `key`: empty subject, no
+ * attributes, signed with ECDSA-SHA256 (P-256) or SHA256-RSA. The issuer decides everything else, so
+ * there is nothing else worth sending.
+ */
+export function buildCsr(key: CsrKey): Buffer {
+  if (!Buffer.isBuffer(key.spki) || key.privateKey?.type !== 'private') throw new CsrError('csr/unsupported-key', 'a CSR needs an SPKI and its private key');
+  const kind = key.privateKey.asymmetricKeyType;
+  const alg = kind === 'ec' ? OID.ecdsaWithSha256 : kind === 'rsa' ? OID.sha256WithRsa : undefined;
+  if (alg === undefined) throw new CsrError('csr/unsupported-key', 'CSR keys must be ECDSA or RSA');
+  // certificationRequestInfo: version 0, empty Name, SubjectPublicKeyInfo, attributes [0] IMPLICIT SET OF (empty).
+  const info = seq(tlv(Tag.INTEGER, Buffer.from([0])), seq(), key.spki, Buffer.from([0xa0, 0x00]));
+  const signature = cryptoSign('sha256', info, key.privateKey);
+  const der = seq(info, seq(oid(alg), ...(kind === 'rsa' ? [derNull()] : [])), bitString(signature));
+  if (der.length > MAX_CSR_BYTES) throw new CsrError('csr/too-large', `CSR is larger than ${MAX_CSR_BYTES} bytes`);
+  return der;
 }

@@ -8,7 +8,21 @@ import { EdgewardError, parseStrictJson } from '../../identity/index.js';
 export const ADMIN_PROTOCOL_VERSION = 1;
 export const MAX_ADMIN_MESSAGE_BYTES = 1024 * 1024;
 
-export const ADMIN_METHODS = ['entry.create', 'entry.list', 'entry.delete', 'bundle.show', 'agent.status'] as const;
+export const ADMIN_METHODS = [
+  'entry.create',
+  'entry.list',
+  'entry.delete',
+  'bundle.show',
+  'agent.status',
+  // the cloud core (issue #4)
+  'cloud.status',
+  'token.create',
+  'node.list',
+  'node.show',
+  'node.ban',
+  'node.unban',
+  'node.evict',
+] as const;
 export type AdminMethod = (typeof ADMIN_METHODS)[number];
 
 export interface AdminRequest {

@@ -6,7 +6,7 @@
  * Order of checks (so that each hostile input has one predictable code): size, UTF-8 and JSON, object,
  * `v`, `kind`, unknown members, missing members, then each member in the order the type lists them.
  */
-import { EdgewardError, MAX_CERT_BYTES, MAX_CSR_BYTES, parseStrictJson } from '../../identity/index.js';
+import { EdgewardError, MAX_CERT_BYTES, MAX_CSR_BYTES, parseStrictJson, SpiffeId } from '../../identity/index.js';
 import { NodeApiError, type NodeApiErrorCode } from './errors.js';
 import {
   CLOUD_TO_EDGE_KINDS,
@@ -15,8 +15,19 @@ import {
   MAX_NODE_API_CHALLENGE_BYTES,
   MAX_NODE_API_ERROR_CODE,
   MAX_NODE_API_ERROR_MESSAGE,
+  MAX_NODE_API_ENTRIES,
+  MAX_NODE_API_ENTRY_DNS_NAMES,
+  MAX_NODE_API_ENTRY_SELECTORS,
+  MAX_NODE_API_HINT_BYTES,
+  MAX_NODE_API_JWT_AUDIENCE_LENGTH,
+  MAX_NODE_API_JWT_AUDIENCES,
+  MAX_NODE_API_JWT_BYTES,
+  MAX_NODE_API_JWT_TTL_MS,
   MAX_NODE_API_MESSAGE_BYTES,
+  MAX_NODE_API_RESULT_BYTES,
+  MAX_NODE_API_SELECTOR_LENGTH,
   MAX_NODE_API_SVIDS,
+  MIN_NODE_API_JWT_TTL_MS,
   NODE_API_ENTRY_ID_PATTERN,
   NODE_API_ERROR_CODE_PATTERN,
   NODE_API_KINDS,
@@ -31,6 +42,7 @@ import {
   type NodeApiKind,
   type NodeApiMessage,
   type NodeApiMethod,
+  type NodeEntry,
   type SvidCsr,
 } from './messages.js';
 
@@ -108,6 +120,96 @@ function entryIds<T extends { entryId: string }>(items: T[], name: string): T[] 
   return items;
 }
 
+/** Members `required` must be present, `optional` may be; nothing else (besides v and kind when `top`). */
+function checkMembersOpt(o: Obj, required: readonly string[], optional: readonly string[], where: string, top: boolean): void {
+  for (const k of Object.keys(o)) {
+    if (top && (k === 'v' || k === 'kind')) continue;
+    if (!required.includes(k) && !optional.includes(k)) fail('node-api/unknown-field', `${where}: unknown field ${JSON.stringify(show(k))}`);
+  }
+  for (const f of required) if (!Object.prototype.hasOwnProperty.call(o, f)) fail('node-api/missing-field', `${where}: missing field ${f}`);
+}
+
+const has = (o: Obj, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/** A SPIFFE ID in its canonical text form (SPIFFE-ID 2). */
+function spiffeIdText(x: unknown, name: string): string {
+  if (typeof x !== 'string') fail('node-api/bad-field', `${name} must be a SPIFFE ID string`);
+  let id: SpiffeId;
+  try {
+    id = SpiffeId.parse(x);
+  } catch {
+    fail('node-api/bad-field', `${name} is not a valid SPIFFE ID`);
+  }
+  if (id.toString() !== x) fail('node-api/bad-field', `${name} is not a canonical SPIFFE ID`);
+  return x;
+}
+
+/** `type:value`: printable ASCII without spaces, the type without ':' (src/attestation selector rule). */
+const SELECTOR = /^[\x21-\x39\x3b-\x7e]+:[\x21-\x7e]+$/;
+// Same DNS name rule as src/attestation entries and the X509-SVID minter.
+const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+/** C0/C1 controls or a lone UTF-16 surrogate. */
+const CONTROL_OR_LONE_SURROGATE = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+function uniqueStrings(list: string[], name: string): string[] {
+  if (new Set(list).size !== list.length) fail('node-api/bad-field', `${name} has duplicate items`);
+  return list;
+}
+
+function integer(x: unknown, name: string, min: number, max: number): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min || x > max) fail('node-api/bad-field', `${name} must be an integer from ${min} to ${max}`);
+  return x;
+}
+
+function text(x: unknown, name: string, maxChars: number): string {
+  if (typeof x !== 'string' || x.length === 0) fail('node-api/bad-field', `${name} must be a non-empty string`);
+  if (x.length > maxChars) fail('node-api/field-too-large', `${name} is longer than ${maxChars} characters`);
+  if (CONTROL_OR_LONE_SURROGATE.test(x)) fail('node-api/bad-field', `${name} contains control characters or lone surrogates`);
+  return x;
+}
+
+const ENTRY_REQUIRED = ['id', 'spiffeId', 'parentId', 'selectors', 'revision'] as const;
+const ENTRY_OPTIONAL = ['x509SvidTtlMs', 'jwtSvidTtlMs', 'dnsNames', 'hint'] as const;
+
+function nodeEntry(item: unknown, where: string): NodeEntry {
+  if (!isObject(item)) fail('node-api/bad-field', `${where} must be an object`);
+  checkMembersOpt(item, ENTRY_REQUIRED, ENTRY_OPTIONAL, where, false);
+  const e: NodeEntry = {
+    id: str(item['id'], `${where}.id`, NODE_API_ENTRY_ID_PATTERN),
+    spiffeId: spiffeIdText(item['spiffeId'], `${where}.spiffeId`),
+    parentId: spiffeIdText(item['parentId'], `${where}.parentId`),
+    selectors: uniqueStrings(
+      array(item['selectors'], `${where}.selectors`, 1, MAX_NODE_API_ENTRY_SELECTORS).map((s, i) => {
+        const n = `${where}.selectors[${i}]`;
+        if (typeof s !== 'string') fail('node-api/bad-field', `${n} must be a "type:value" string`);
+        if (s.length > MAX_NODE_API_SELECTOR_LENGTH) fail('node-api/field-too-large', `${n} is longer than ${MAX_NODE_API_SELECTOR_LENGTH} characters`);
+        if (!SELECTOR.test(s)) fail('node-api/bad-field', `${n} is not a "type:value" selector`);
+        return s;
+      }),
+      `${where}.selectors`,
+    ),
+    revision: integer(item['revision'], `${where}.revision`, 0, Number.MAX_SAFE_INTEGER),
+  };
+  if (has(item, 'x509SvidTtlMs')) e.x509SvidTtlMs = integer(item['x509SvidTtlMs'], `${where}.x509SvidTtlMs`, MIN_NODE_API_JWT_TTL_MS, MAX_NODE_API_JWT_TTL_MS);
+  if (has(item, 'jwtSvidTtlMs')) e.jwtSvidTtlMs = integer(item['jwtSvidTtlMs'], `${where}.jwtSvidTtlMs`, MIN_NODE_API_JWT_TTL_MS, MAX_NODE_API_JWT_TTL_MS);
+  if (has(item, 'dnsNames')) {
+    e.dnsNames = uniqueStrings(
+      array(item['dnsNames'], `${where}.dnsNames`, 1, MAX_NODE_API_ENTRY_DNS_NAMES).map((d, i) => {
+        if (typeof d !== 'string' || d.length > 253 || !DNS_NAME.test(d)) fail('node-api/bad-field', `${where}.dnsNames[${i}] is not a lower-case DNS name`);
+        return d;
+      }),
+      `${where}.dnsNames`,
+    );
+  }
+  if (has(item, 'hint')) {
+    const h = text(item['hint'], `${where}.hint`, MAX_NODE_API_HINT_BYTES);
+    if (Buffer.byteLength(h, 'utf8') > MAX_NODE_API_HINT_BYTES) fail('node-api/field-too-large', `${where}.hint is larger than ${MAX_NODE_API_HINT_BYTES} bytes`);
+    e.hint = h;
+  }
+  return e;
+}
+
 function decodeObject(o: Obj): NodeApiMessage {
   if (!Object.prototype.hasOwnProperty.call(o, 'v') || o['v'] !== NODE_API_VERSION) {
     fail('node-api/unsupported-version', `unsupported node API version ${show(String(o['v']))}`);
@@ -177,6 +279,33 @@ function decodeObject(o: Obj): NodeApiMessage {
       });
       return { v, kind: k, svids: entryIds(svids, 'svids') };
     }
+    case 'entries.request':
+      checkMembers(o, [], k);
+      return { v, kind: k };
+    case 'entries.result': {
+      checkMembers(o, ['entries'], k);
+      const entries = array(o['entries'], 'entries', 0, MAX_NODE_API_ENTRIES).map((item, i) => nodeEntry(item, `entries[${i}]`));
+      if (new Set(entries.map((e) => e.id)).size !== entries.length) fail('node-api/bad-field', 'entries: duplicate entry id');
+      return { v, kind: k, entries };
+    }
+    case 'jwt.request': {
+      checkMembersOpt(o, ['entryId', 'audience'], ['ttlMs'], k, true);
+      const entryId = str(o['entryId'], 'entryId', NODE_API_ENTRY_ID_PATTERN);
+      const audience = uniqueStrings(
+        array(o['audience'], 'audience', 1, MAX_NODE_API_JWT_AUDIENCES).map((a, i) => text(a, `audience[${i}]`, MAX_NODE_API_JWT_AUDIENCE_LENGTH)),
+        'audience',
+      );
+      if (!has(o, 'ttlMs')) return { v, kind: k, entryId, audience };
+      return { v, kind: k, entryId, audience, ttlMs: integer(o['ttlMs'], 'ttlMs', MIN_NODE_API_JWT_TTL_MS, MAX_NODE_API_JWT_TTL_MS) };
+    }
+    case 'jwt.result': {
+      checkMembers(o, ['token', 'expiresAt'], k);
+      const token = o['token'];
+      if (typeof token !== 'string') fail('node-api/bad-field', 'token must be a string');
+      if (token.length > MAX_NODE_API_JWT_BYTES) fail('node-api/field-too-large', `token is larger than ${MAX_NODE_API_JWT_BYTES} bytes`);
+      if (!JWS_COMPACT.test(token)) fail('node-api/bad-field', 'token is not a JWS compact serialisation');
+      return { v, kind: k, token, expiresAt: integer(o['expiresAt'], 'expiresAt', 0, Number.MAX_SAFE_INTEGER) };
+    }
     case 'error': {
       checkMembers(o, ['code', 'message'], k);
       const code = o['code'];
@@ -206,18 +335,32 @@ function checkItemMembers(o: Obj, fields: readonly string[], where: string): voi
 // ignoreBOM: keep a BOM in the text so that the JSON parser refuses it (RFC 8259 8.1), as it does for string input.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+export interface DecodeNodeApiOptions {
+  /**
+   * Largest accepted message in UTF-8 bytes (default `MAX_NODE_API_MESSAGE_BYTES`, 64 KiB; at most
+   * `MAX_NODE_API_RESULT_BYTES`, 4 MiB, which is what an edge allows for the cloud's results). Messages an
+   * edge sends are refused above 64 KiB whatever this says.
+   */
+  maxBytes?: number;
+}
+
+/** UTF-8 length of `s`, computed only when the cheap bounds (UTF-16 length <= UTF-8 <= 3x) do not decide. */
+function exceeds(s: string, max: number): boolean {
+  if (s.length > max) return true;
+  if (s.length * 3 <= max) return false;
+  return Buffer.byteLength(s, 'utf8') > max;
+}
+
 /** Decode any node API message (text or UTF-8 bytes). Throws `NodeApiError`. */
-export function decodeNodeApiMessage(input: string | Uint8Array): NodeApiMessage {
+export function decodeNodeApiMessage(input: string | Uint8Array, options: DecodeNodeApiOptions = {}): NodeApiMessage {
+  const max = Math.min(options.maxBytes ?? MAX_NODE_API_MESSAGE_BYTES, MAX_NODE_API_RESULT_BYTES);
   let text: string;
   if (typeof input === 'string') {
-    // UTF-16 length is at most the UTF-8 length; only count bytes when the cheap bound does not decide.
-    if (input.length > MAX_NODE_API_MESSAGE_BYTES || Buffer.byteLength(input, 'utf8') > MAX_NODE_API_MESSAGE_BYTES) {
-      fail('node-api/too-large', `node API message is larger than ${MAX_NODE_API_MESSAGE_BYTES} bytes`);
-    }
+    if (exceeds(input, max)) fail('node-api/too-large', `node API message is larger than ${max} bytes`);
     text = input;
   } else {
     if (!(input instanceof Uint8Array)) fail('node-api/malformed', 'node API message must be text or bytes');
-    if (input.byteLength > MAX_NODE_API_MESSAGE_BYTES) fail('node-api/too-large', `node API message is larger than ${MAX_NODE_API_MESSAGE_BYTES} bytes`);
+    if (input.byteLength > max) fail('node-api/too-large', `node API message is larger than ${max} bytes`);
     try {
       text = utf8.decode(input);
     } catch (e) {
@@ -232,7 +375,13 @@ export function decodeNodeApiMessage(input: string | Uint8Array): NodeApiMessage
     throw e;
   }
   if (!isObject(value)) fail('node-api/malformed', 'node API message must be a JSON object');
-  return decodeObject(value);
+  const m = decodeObject(value);
+  // What an edge sends stays at 64 KiB even where a larger bound was allowed (the cloud's results).
+  if (max > MAX_NODE_API_MESSAGE_BYTES && m.kind !== 'error' && (EDGE_TO_CLOUD_KINDS as readonly string[]).includes(m.kind)) {
+    const size = typeof input === 'string' ? (exceeds(input, MAX_NODE_API_MESSAGE_BYTES) ? Infinity : 0) : input.byteLength;
+    if (size > MAX_NODE_API_MESSAGE_BYTES) fail('node-api/too-large', `node API message is larger than ${MAX_NODE_API_MESSAGE_BYTES} bytes`);
+  }
+  return m;
 }
 
 function expectKinds<M extends NodeApiMessage>(m: NodeApiMessage, kinds: readonly string[], side: string): M {
@@ -240,17 +389,28 @@ function expectKinds<M extends NodeApiMessage>(m: NodeApiMessage, kinds: readonl
   return m as M;
 }
 
-/** Decode a message sent by an edge (what the cloud receives). */
+/** Decode a message sent by an edge (what the cloud receives): at most 64 KiB. */
 export function decodeEdgeToCloud(input: string | Uint8Array): EdgeToCloudMessage {
   return expectKinds<EdgeToCloudMessage>(decodeNodeApiMessage(input), EDGE_TO_CLOUD_KINDS, 'cloud');
 }
 
-/** Decode a message sent by the cloud (what an edge receives). */
+/** Decode a message sent by the cloud (what an edge receives): at most 4 MiB. */
 export function decodeCloudToEdge(input: string | Uint8Array): CloudToEdgeMessage {
-  return expectKinds<CloudToEdgeMessage>(decodeNodeApiMessage(input), CLOUD_TO_EDGE_KINDS, 'edge');
+  return expectKinds<CloudToEdgeMessage>(decodeNodeApiMessage(input, { maxBytes: MAX_NODE_API_RESULT_BYTES }), CLOUD_TO_EDGE_KINDS, 'edge');
 }
 
 const b64 = (b: Buffer): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+
+/** An entry on the wire: optional members only when set (an empty dnsNames list is omitted). */
+function entryWire(e: NodeEntry): Obj {
+  const o: Obj = { id: e.id, spiffeId: e.spiffeId, parentId: e.parentId, selectors: e.selectors };
+  if (e.x509SvidTtlMs !== undefined) o['x509SvidTtlMs'] = e.x509SvidTtlMs;
+  if (e.jwtSvidTtlMs !== undefined) o['jwtSvidTtlMs'] = e.jwtSvidTtlMs;
+  if (e.dnsNames !== undefined && e.dnsNames.length > 0) o['dnsNames'] = e.dnsNames;
+  if (e.hint !== undefined) o['hint'] = e.hint;
+  o['revision'] = e.revision;
+  return o;
+}
 
 /** The wire object of a message: exactly the members of its kind, in a fixed order. */
 function toWire(m: NodeApiMessage): Obj {
@@ -272,6 +432,16 @@ function toWire(m: NodeApiMessage): Obj {
       return { v, kind: m.kind, csrs: m.csrs.map((c) => ({ entryId: c.entryId, csr: b64(c.csr) })) };
     case 'svids.result':
       return { v, kind: m.kind, svids: m.svids.map((s) => ({ entryId: s.entryId, svidChainDer: s.svidChainDer.map(b64) })) };
+    case 'entries.request':
+      return { v, kind: m.kind };
+    case 'entries.result':
+      return { v, kind: m.kind, entries: m.entries.map(entryWire) };
+    case 'jwt.request':
+      return m.ttlMs === undefined
+        ? { v, kind: m.kind, entryId: m.entryId, audience: m.audience }
+        : { v, kind: m.kind, entryId: m.entryId, audience: m.audience, ttlMs: m.ttlMs };
+    case 'jwt.result':
+      return { v, kind: m.kind, token: m.token, expiresAt: m.expiresAt };
     case 'error':
       return { v, kind: m.kind, code: m.code, message: m.message };
     default:
@@ -290,7 +460,9 @@ export function encodeNodeApiMessage(m: NodeApiMessage): string {
   } catch (e) {
     throw new NodeApiError('node-api/bad-field', 'message cannot be encoded as JSON', { cause: e });
   }
-  decodeNodeApiMessage(text);
+  // The cloud's results may be up to 4 MiB; everything else (and anything an edge sends) 64 KiB.
+  const cloudResult = m.kind !== 'error' && (CLOUD_TO_EDGE_KINDS as readonly string[]).includes(m.kind);
+  decodeNodeApiMessage(text, { maxBytes: cloudResult ? MAX_NODE_API_RESULT_BYTES : MAX_NODE_API_MESSAGE_BYTES });
   return text;
 }
 

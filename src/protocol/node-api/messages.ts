@@ -12,6 +12,12 @@
  *
  *   edge -> cloud  renew.request {csr}                  cloud -> edge  renew.result {svidChainDer, bundle}
  *   edge -> cloud  svids.request {csrs: [{entryId, csr}]}  cloud -> edge  svids.result {svids: [{entryId, svidChainDer}]}
+ *   edge -> cloud  entries.request {}                   cloud -> edge  entries.result {entries: NodeEntry[]}
+ *   edge -> cloud  jwt.request {entryId, audience, ttlMs?}  cloud -> edge  jwt.result {token, expiresAt}
+ *
+ * Size bounds (architecture.md 9): what an edge sends is at most 64 KiB (`MAX_NODE_API_MESSAGE_BYTES`);
+ * what the cloud sends may be up to 4 MiB (`MAX_NODE_API_RESULT_BYTES`: 64 SVID chains, or the entries
+ * delegated to a node). `error` is small in both directions.
  *
  * The CSR only proves possession of a key: the cloud decides the SPIFFE ID from the attested node name and
  * ignores the CSR's subject and extensions (unlike KubeEdge, which copies CN/O/SANs from the CSR,
@@ -20,8 +26,28 @@
 import { NodeApiError } from './errors.js';
 
 export const NODE_API_VERSION = 1;
-/** Largest encoded message (UTF-8 bytes). */
+/** Largest encoded message an edge sends (UTF-8 bytes); also the default bound of `decodeNodeApiMessage`. */
 export const MAX_NODE_API_MESSAGE_BYTES = 64 * 1024;
+/** Largest encoded message the cloud sends (UTF-8 bytes). */
+export const MAX_NODE_API_RESULT_BYTES = 4 * 1024 * 1024;
+/** Most entries in one entries.result. */
+export const MAX_NODE_API_ENTRIES = 4096;
+/** Most selectors per entry (src/attestation MAX_ENTRY_SELECTORS). */
+export const MAX_NODE_API_ENTRY_SELECTORS = 64;
+/** Most DNS names per entry (src/attestation MAX_ENTRY_DNS_NAMES). */
+export const MAX_NODE_API_ENTRY_DNS_NAMES = 32;
+/** Longest selector text `type:value` (src/attestation MAX_SELECTOR_LENGTH). */
+export const MAX_NODE_API_SELECTOR_LENGTH = 1024;
+/** Largest entry hint in UTF-8 bytes (src/attestation MAX_ENTRY_HINT_BYTES). */
+export const MAX_NODE_API_HINT_BYTES = 1024;
+/** jwt.request: 1..16 audiences of 1..256 characters each. */
+export const MAX_NODE_API_JWT_AUDIENCES = 16;
+export const MAX_NODE_API_JWT_AUDIENCE_LENGTH = 256;
+/** Bounds of jwt.request ttlMs (the cloud caps it further at its configured maximum). */
+export const MIN_NODE_API_JWT_TTL_MS = 1000;
+export const MAX_NODE_API_JWT_TTL_MS = 7 * 24 * 3_600_000;
+/** Longest JWT-SVID in jwt.result (src/identity MAX_JWT_SVID_BYTES). */
+export const MAX_NODE_API_JWT_BYTES = 16 * 1024;
 /** Largest decoded challenge or challenge response. */
 export const MAX_NODE_API_CHALLENGE_BYTES = 16 * 1024;
 /** Most certificates in an SVID chain on the wire (leaf + intermediates). */
@@ -51,6 +77,10 @@ export const NODE_API_KINDS = [
   'renew.result',
   'svids.request',
   'svids.result',
+  'entries.request',
+  'entries.result',
+  'jwt.request',
+  'jwt.result',
   'error',
 ] as const;
 export type NodeApiKind = (typeof NODE_API_KINDS)[number];
@@ -128,6 +158,52 @@ export interface SvidsResultMessage {
   svids: IssuedSvid[];
 }
 
+export interface EntriesRequestMessage {
+  v: V;
+  kind: 'entries.request';
+}
+
+/** A registration entry delegated to the calling node (SPIRE `spire.api.types.Entry`, subset). */
+export interface NodeEntry {
+  id: string;
+  /** SPIFFE ID of the workload. */
+  spiffeId: string;
+  parentId: string;
+  /** `type:value`, 1..64, sorted and unique. */
+  selectors: string[];
+  x509SvidTtlMs?: number;
+  jwtSvidTtlMs?: number;
+  dnsNames?: string[];
+  hint?: string;
+  /** Store revision at which the entry was last written. */
+  revision: number;
+}
+
+export interface EntriesResultMessage {
+  v: V;
+  kind: 'entries.result';
+  entries: NodeEntry[];
+}
+
+export interface JwtRequestMessage {
+  v: V;
+  kind: 'jwt.request';
+  entryId: string;
+  /** 1..16 audiences, each 1..256 characters. */
+  audience: string[];
+  /** Requested lifetime; the cloud uses the entry's (or its default) TTL when absent and caps it. */
+  ttlMs?: number;
+}
+
+export interface JwtResultMessage {
+  v: V;
+  kind: 'jwt.result';
+  /** The JWT-SVID (JWS compact serialisation). */
+  token: string;
+  /** Its `exp`, epoch ms. */
+  expiresAt: number;
+}
+
 export interface NodeApiErrorMessage {
   v: V;
   kind: 'error';
@@ -145,15 +221,49 @@ export type NodeApiMessage =
   | RenewResultMessage
   | SvidsRequestMessage
   | SvidsResultMessage
+  | EntriesRequestMessage
+  | EntriesResultMessage
+  | JwtRequestMessage
+  | JwtResultMessage
   | NodeApiErrorMessage;
 
 /** What an edge sends. */
-export type EdgeToCloudMessage = AttestBeginMessage | AttestResponseMessage | RenewRequestMessage | SvidsRequestMessage | NodeApiErrorMessage;
+export type EdgeToCloudMessage =
+  | AttestBeginMessage
+  | AttestResponseMessage
+  | RenewRequestMessage
+  | SvidsRequestMessage
+  | EntriesRequestMessage
+  | JwtRequestMessage
+  | NodeApiErrorMessage;
 /** What the cloud sends. */
-export type CloudToEdgeMessage = AttestChallengeMessage | AttestResultMessage | RenewResultMessage | SvidsResultMessage | NodeApiErrorMessage;
+export type CloudToEdgeMessage =
+  | AttestChallengeMessage
+  | AttestResultMessage
+  | RenewResultMessage
+  | SvidsResultMessage
+  | EntriesResultMessage
+  | JwtResultMessage
+  | NodeApiErrorMessage;
 
-export const EDGE_TO_CLOUD_KINDS: readonly EdgeToCloudMessage['kind'][] = ['attest.begin', 'attest.response', 'renew.request', 'svids.request', 'error'];
-export const CLOUD_TO_EDGE_KINDS: readonly CloudToEdgeMessage['kind'][] = ['attest.challenge', 'attest.result', 'renew.result', 'svids.result', 'error'];
+export const EDGE_TO_CLOUD_KINDS: readonly EdgeToCloudMessage['kind'][] = [
+  'attest.begin',
+  'attest.response',
+  'renew.request',
+  'svids.request',
+  'entries.request',
+  'jwt.request',
+  'error',
+];
+export const CLOUD_TO_EDGE_KINDS: readonly CloudToEdgeMessage['kind'][] = [
+  'attest.challenge',
+  'attest.result',
+  'renew.result',
+  'svids.result',
+  'entries.result',
+  'jwt.result',
+  'error',
+];
 
 /** One handler per kind of `M`: the compiler rejects a missing kind (exhaustive by construction). */
 export type NodeApiHandlers<R, M extends NodeApiMessage = NodeApiMessage> = {

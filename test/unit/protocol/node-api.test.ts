@@ -15,7 +15,9 @@ import {
   EDGE_TO_CLOUD_KINDS,
   encodeNodeApiMessage,
   matchNodeApiMessage,
+  MAX_NODE_API_ENTRIES,
   MAX_NODE_API_MESSAGE_BYTES,
+  MAX_NODE_API_RESULT_BYTES,
   NODE_API_ENTRY_ID_PATTERN,
   NODE_API_KINDS,
   NODE_API_METHODS,
@@ -25,6 +27,7 @@ import {
   type NodeApiErrorCode,
   type NodeApiHandlers,
   type NodeApiMessage,
+  type NodeEntry,
 } from '../../../src/protocol/index.js';
 import { ENTRY_ID_PATTERN, JoinTokenError, NODE_ATTESTATION_METHODS, NODE_NAME_PATTERN } from '../../../src/attestation/index.js';
 
@@ -46,6 +49,28 @@ const samples: NodeApiMessage[] = [
   { v: 1, kind: 'svids.result', svids: [] },
   { v: 1, kind: 'error', code: 'join-token/expired', message: 'join token has expired' },
 ];
+const ENTRY: NodeEntry = {
+  id: 'web',
+  spiffeId: 'spiffe://example.org/ns/prod/sa/web',
+  parentId: 'spiffe://example.org/edgeward/node/edge-1',
+  selectors: ['unix:uid:1000', 'unix:user:web'],
+  x509SvidTtlMs: 600_000,
+  jwtSvidTtlMs: 60_000,
+  dnsNames: ['web.example.org', '*.web.example.org'],
+  hint: 'web ✓',
+  revision: 7,
+};
+const JWT = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
+/** The kinds added for the joined edge (entries and JWT-SVIDs), appended so the indexes above stay put. */
+const newSamples: NodeApiMessage[] = [
+  { v: 1, kind: 'entries.request' },
+  { v: 1, kind: 'entries.result', entries: [ENTRY, { id: 'db', spiffeId: 'spiffe://example.org/db', parentId: 'spiffe://example.org/alias', selectors: ['k8s:ns:x'], revision: 0 }] },
+  { v: 1, kind: 'entries.result', entries: [] },
+  { v: 1, kind: 'jwt.request', entryId: 'web', audience: ['https://api.example.org', 'spiffe://example.org/db'] },
+  { v: 1, kind: 'jwt.request', entryId: 'web', audience: ['a'], ttlMs: 60_000 },
+  { v: 1, kind: 'jwt.result', token: JWT, expiresAt: 1_900_000_000_000 },
+];
+samples.push(...newSamples);
 
 /** A valid wire object for each kind, to be mutated by the hostile cases. */
 const wire = (kind: string): Record<string, unknown> => JSON.parse(encodeNodeApiMessage(samples.find((s) => s.kind === kind)!)) as Record<string, unknown>;
@@ -105,10 +130,15 @@ describe('node API round trips', () => {
       'renew.result': (m) => m.bundle,
       'svids.request': (m) => m.csrs.map((c) => c.entryId).join(','),
       'svids.result': (m) => String(m.svids.length),
+      'entries.request': (m) => m.kind,
+      'entries.result': (m) => String(m.entries.length),
+      'jwt.request': (m) => `${m.entryId}:${m.ttlMs ?? '-'}`,
+      'jwt.result': (m) => String(m.expiresAt),
       error: (m) => m.code,
     };
     expect(samples.map((m) => matchNodeApiMessage(m, handlers))).toEqual([
       'edge-1', 'edge-1', SESSION, SESSION, 'true', String(CSR.length), BUNDLE, 'e1,web.prod_2', '1', '0', 'join-token/expired',
+      'entries.request', '2', '0', 'web:-', 'web:60000', '1900000000000',
     ]);
     // @ts-expect-error a table without the 'error' handler does not compile (exhaustive by construction)
     const partial: NodeApiHandlers<string> = { ...handlers, error: undefined };
@@ -232,5 +262,115 @@ describe('node API decoder refuses hostile input', () => {
     );
     const huge: NodeApiMessage = { v: 1, kind: 'svids.request', csrs: Array.from({ length: 10 }, (_, i) => ({ entryId: `e${i}`, csr: randomBytes(8000) })) };
     expect(() => encodeNodeApiMessage(huge)).toThrow(expect.objectContaining({ code: 'node-api/too-large' }));
+  });
+});
+
+describe('entries and JWT-SVID messages (issue #4: the joined edge)', () => {
+  const entriesWire = (entry: Record<string, unknown>): string => text({ v: 1, kind: 'entries.result', entries: [entry] });
+  const entry = (): Record<string, unknown> => (JSON.parse(encodeNodeApiMessage(newSamples[1]!)) as { entries: Record<string, unknown>[] }).entries[0]!;
+  const jwtReq = (): Record<string, unknown> => wire('jwt.request');
+
+  it('optional entry members are omitted when unset, an empty dnsNames list too', () => {
+    const o = JSON.parse(encodeNodeApiMessage({ v: 1, kind: 'entries.result', entries: [{ ...ENTRY, x509SvidTtlMs: undefined, jwtSvidTtlMs: undefined, hint: undefined, dnsNames: [] }] })) as {
+      entries: Record<string, unknown>[];
+    };
+    expect(Object.keys(o.entries[0]!)).toEqual(['id', 'spiffeId', 'parentId', 'selectors', 'revision']);
+    expect(JSON.parse(encodeNodeApiMessage(newSamples[3]!))).not.toHaveProperty('ttlMs');
+  });
+
+  it('entries.request carries nothing: any member is unknown', () => {
+    expectCode(text({ v: 1, kind: 'entries.request', since: 3 }), 'node-api/unknown-field');
+  });
+
+  it('cloud results may be up to 4 MiB, edge messages stay at 64 KiB (architecture.md 9)', () => {
+    const many: NodeEntry[] = Array.from({ length: 400 }, (_, i) => ({ ...ENTRY, id: `e${i}`, hint: 'h'.repeat(400) }));
+    const big = encodeNodeApiMessage({ v: 1, kind: 'entries.result', entries: many });
+    expect(big.length).toBeGreaterThan(MAX_NODE_API_MESSAGE_BYTES);
+    expect(decodeCloudToEdge(big).kind).toBe('entries.result');
+    expect(decodeCloudToEdge(Buffer.from(big)).kind).toBe('entries.result');
+    expectCode(big, 'node-api/too-large'); // the default bound is 64 KiB
+    expectCode(big, 'node-api/too-large', decodeEdgeToCloud);
+    // An edge message stays refused above 64 KiB even under the 4 MiB bound.
+    const bigReq = text({ v: 1, kind: 'svids.request', csrs: Array.from({ length: 10 }, (_, i) => ({ entryId: `e${i}`, csr: randomBytes(8000).toString('base64') })) });
+    expectCode(bigReq, 'node-api/too-large', decodeCloudToEdge);
+    const bigAttest = text({ ...wire('attest.begin'), payload: { pad: 'x'.repeat(MAX_NODE_API_MESSAGE_BYTES) } });
+    expectCode(bigAttest, 'node-api/too-large', (t) => decodeNodeApiMessage(t, { maxBytes: MAX_NODE_API_RESULT_BYTES }));
+    expectCode(Buffer.from(bigAttest), 'node-api/too-large', (t) => decodeNodeApiMessage(t, { maxBytes: MAX_NODE_API_RESULT_BYTES }));
+    // Over 4 MiB: refused before parsing.
+    expectCode('['.repeat(MAX_NODE_API_RESULT_BYTES + 1), 'node-api/too-large', decodeCloudToEdge);
+    expectCode(text({ v: 1, kind: 'svids.result', svids: [], pad: 'é'.repeat(MAX_NODE_API_RESULT_BYTES / 2 + 1) }), 'node-api/too-large', decodeCloudToEdge);
+  });
+
+  it('entries.result: exact members, valid ids, SPIFFE IDs, selectors, TTLs, DNS names, hint, revision', () => {
+    expect(decodeCloudToEdge(entriesWire(entry()))).toEqual({ v: 1, kind: 'entries.result', entries: [ENTRY] });
+    expectCode(entriesWire({ ...entry(), admin: true }), 'node-api/unknown-field');
+    expectCode(entriesWire({ ...entry(), federatesWith: [] }), 'node-api/unknown-field');
+    const { revision: _r, ...noRevision } = entry();
+    expectCode(entriesWire(noRevision), 'node-api/missing-field');
+    const { selectors: _s, ...noSelectors } = entry();
+    expectCode(entriesWire(noSelectors), 'node-api/missing-field');
+    const bad: Array<[string, unknown]> = [
+      ['id', '../x'],
+      ['id', ''],
+      ['spiffeId', 'spiffe://Example.org/x'], // not canonical (SPIFFE-ID 2.1: lower-case trust domain)
+      ['spiffeId', 'https://example.org/x'],
+      ['spiffeId', 'spiffe://example.org/a/../b'],
+      ['parentId', 7],
+      ['selectors', []],
+      ['selectors', ['nocolon']],
+      ['selectors', [':value']],
+      ['selectors', ['type:']],
+      ['selectors', ['unix:uid 1']],
+      ['selectors', ['unix:uid:1', 'unix:uid:1']],
+      ['selectors', [1]],
+      ['x509SvidTtlMs', 999],
+      ['x509SvidTtlMs', 1.5],
+      ['jwtSvidTtlMs', '60s'],
+      ['dnsNames', []],
+      ['dnsNames', ['UPPER.example.org']],
+      ['dnsNames', ['a.example.org', 'a.example.org']],
+      ['hint', ''],
+      ['hint', 'bell\u0007'],
+      ['hint', '\ud800x'],
+      ['revision', -1],
+      ['revision', 2 ** 53],
+    ];
+    for (const [k, val] of bad) expectCode(entriesWire({ ...entry(), [k]: val }), 'node-api/bad-field', decodeCloudToEdge);
+    expectCode(entriesWire({ ...entry(), selectors: Array.from({ length: 65 }, (_, i) => `t:${i}`) }), 'node-api/field-too-large', decodeCloudToEdge);
+    expectCode(entriesWire({ ...entry(), selectors: [`t:${'x'.repeat(1023)}`] }), 'node-api/field-too-large', decodeCloudToEdge);
+    expectCode(entriesWire({ ...entry(), hint: 'é'.repeat(600) }), 'node-api/field-too-large', decodeCloudToEdge);
+    expectCode(entriesWire({ ...entry(), dnsNames: Array.from({ length: 33 }, (_, i) => `h${i}.example.org`) }), 'node-api/field-too-large', decodeCloudToEdge);
+    expectCode(text({ v: 1, kind: 'entries.result', entries: [entry(), entry()] }), 'node-api/bad-field', decodeCloudToEdge); // duplicate id
+    expectCode(text({ v: 1, kind: 'entries.result', entries: ['web'] }), 'node-api/bad-field', decodeCloudToEdge);
+    expectCode(text({ v: 1, kind: 'entries.result' }), 'node-api/missing-field', decodeCloudToEdge);
+    const tooMany = text({ v: 1, kind: 'entries.result', entries: Array.from({ length: MAX_NODE_API_ENTRIES + 1 }, () => 0) });
+    expectCode(tooMany, 'node-api/field-too-large', decodeCloudToEdge);
+  });
+
+  it('jwt.request: 1..16 unique audiences of 1..256 characters, optional integer ttlMs, valid entry id', () => {
+    expect(decodeEdgeToCloud(text({ ...jwtReq(), ttlMs: 1000 }))).toMatchObject({ ttlMs: 1000 });
+    expectCode(text({ ...jwtReq(), audience: [] }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), audience: 'aud' }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), audience: [''] }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), audience: ['a', 'a'] }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), audience: ['a\nb'] }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), audience: [5] }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), audience: Array.from({ length: 17 }, (_, i) => `a${i}`) }), 'node-api/field-too-large');
+    expectCode(text({ ...jwtReq(), audience: ['a'.repeat(257)] }), 'node-api/field-too-large');
+    expect(decodeEdgeToCloud(text({ ...jwtReq(), audience: ['a'.repeat(256)] })).kind).toBe('jwt.request');
+    for (const ttlMs of [0, 999, 1.5, '1m', null, 7 * 24 * 3_600_000 + 1]) expectCode(text({ ...jwtReq(), ttlMs }), 'node-api/bad-field');
+    expectCode(text({ ...jwtReq(), entryId: '../x' }), 'node-api/bad-field');
+    const { entryId: _e, ...noEntry } = jwtReq();
+    expectCode(text(noEntry), 'node-api/missing-field');
+    expectCode(text({ ...jwtReq(), spiffeId: 'spiffe://example.org/admin' }), 'node-api/unknown-field');
+  });
+
+  it('jwt.result: a JWS compact token within 16 KiB and an integer expiry', () => {
+    const r = wire('jwt.result');
+    for (const token of ['', 'a.b', 'a.b.c.d', 'a b.c.d', 7]) expectCode(text({ ...r, token }), 'node-api/bad-field', decodeCloudToEdge);
+    expectCode(text({ ...r, token: `${'a'.repeat(16 * 1024)}.b.c` }), 'node-api/field-too-large', decodeCloudToEdge);
+    expectCode(text({ ...r, expiresAt: 1.5 }), 'node-api/bad-field', decodeCloudToEdge);
+    expectCode(text({ ...r, expiresAt: '1' }), 'node-api/bad-field', decodeCloudToEdge);
+    expectCode(text({ ...r, exp: 1 }), 'node-api/unknown-field', decodeCloudToEdge);
   });
 });

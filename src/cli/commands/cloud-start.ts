@@ -1,0 +1,64 @@
+/**
+ * `edgeward cloud start --data-dir DIR [--trust-domain TD] [--listen HOST:PORT] [--config FILE]`
+ *
+ * Runs the cloud core in the foreground until SIGINT/SIGTERM. Once the node API listens it prints
+ * `EDGEWARD_CLOUD=HOST:PORT` and `EDGEWARD_BUNDLE_DIGEST=sha256:HEX` on stdout (for scripts and tests);
+ * logs are JSON lines on stderr.
+ */
+import { parseCloudConfig, runCloud } from '../../cloud/index.js';
+import { defineCommand } from '../command.js';
+import { createLogger } from '../logger.js';
+import { hostStateFiles } from '../host/index.js';
+
+export const cloudStartCommand = defineCommand({
+  name: 'cloud start',
+  summary: 'run the cloud core: CA, node attestation and the node API (HTTPS), admin socket for the CLI',
+  operands: '',
+  description: [
+    'Prints EDGEWARD_CLOUD=HOST:PORT and EDGEWARD_BUNDLE_DIGEST=sha256:HEX once listening.',
+    'Settings: flags override the environment (EDGEWARD_DATA_DIR, EDGEWARD_TRUST_DOMAIN, EDGEWARD_LOG_LEVEL,',
+    'SPIFFE_ENDPOINT_SOCKET), which overrides the --config YAML file.',
+  ].join('\n'),
+  args: {
+    flags: {
+      'data-dir': { type: 'string', value: 'DIR', description: 'state directory (0700): cloud.db, keys/, admin/admin.sock' },
+      'trust-domain': { type: 'string', value: 'TD', description: 'trust domain (default edgeward.local)' },
+      listen: { type: 'string', value: 'HOST:PORT', description: 'node API address (default 127.0.0.1:8443; port 0 = any free port)' },
+      config: { type: 'string', value: 'FILE', description: 'YAML configuration file (strict: unknown keys are refused)' },
+      'spiffe-socket': { type: 'string', value: 'unix:///PATH', description: 'take the cloud identity from a SPIFFE Workload API (not supported yet)' },
+      'ca-ttl': { type: 'string', value: 'DURATION', description: 'signing CA lifetime (default 7d; at least 6x every SVID TTL)' },
+      'node-svid-ttl': { type: 'string', value: 'DURATION', description: 'node SVID lifetime (default 1h)' },
+      'x509pop-ca-bundle': { type: 'string', value: 'FILE', description: 'PEM CA certificates for the x509pop attestor (enables it)' },
+      'tpm-ek-ca-bundle': { type: 'string', value: 'FILE', description: 'PEM TPM manufacturer CA certificates for the tpm attestor (enables it)' },
+    },
+    positionals: { min: 0, max: 0 },
+  },
+  async run({ flags }, io) {
+    const config = parseCloudConfig({
+      dataDir: flags['data-dir'],
+      trustDomain: flags['trust-domain'],
+      listen: flags.listen,
+      configFile: flags.config,
+      spiffeSocket: flags['spiffe-socket'],
+      caTtl: flags['ca-ttl'],
+      nodeSvidTtl: flags['node-svid-ttl'],
+      x509popCaBundle: flags['x509pop-ca-bundle'],
+      tpmEkCaBundle: flags['tpm-ek-ca-bundle'],
+      env: io.env,
+    });
+    const logger = createLogger({ name: 'edgeward-cloud', level: config.logLevel });
+    const cloud = await runCloud(config, { logger, files: hostStateFiles });
+    io.stdout(`EDGEWARD_CLOUD=${cloud.cloudAddress}\nEDGEWARD_BUNDLE_DIGEST=${cloud.bundleDigest()}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve();
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    await cloud.close();
+    return 0;
+  },
+});

@@ -1,0 +1,298 @@
+/**
+ * The edge's client of the cloud node API (contract: HTTPS, TLS 1.3 only, one listener):
+ *
+ *   GET  /v1/bundle  bootstrap: the bundle is trusted only if its digest equals the pinned `sha256:HEX`
+ *                    (compared in constant time); no trust on first use, nothing else is sent before.
+ *   POST /v1/attest  attest.begin / attest.response (no client certificate).
+ *   POST /v1/node    renew / svids / entries / jwt requests over mTLS with the node SVID.
+ *
+ * After the bootstrap every connection checks the server's chain as an X509-SVID of the pinned bundle
+ * whose SPIFFE ID is exactly `spiffe://TD/edgeward/cloud` (by ID, never by host name) inside the TLS
+ * handshake (`checkServerIdentity` with `rejectUnauthorized`): a failing peer is destroyed before the
+ * handshake completes, so no request line or body is ever written to it (TLSSocket buffers writes until
+ * the connection is secure). TLS sessions are not cached, so every connection is checked in full.
+ */
+import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import { timingSafeEqual, type KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import {
+  bundleDigest,
+  derToPem,
+  EdgewardError,
+  parseBundleJson,
+  parseCertificate,
+  pkcs8FromPrivateKey,
+  SpiffeId,
+  validateX509Svid,
+  type Clock,
+  type TrustBundle,
+  type TrustDomain,
+} from '../../identity/index.js';
+import {
+  decodeCloudToEdge,
+  encodeNodeApiMessage,
+  type CloudToEdgeMessage,
+  type EdgeToCloudMessage,
+} from '../../protocol/index.js';
+import { CloudClientError, CloudRefusedError, JoinError } from './errors.js';
+
+/** Largest answer the edge reads (the contract's MAX_NODE_API_RESULT_BYTES). */
+export const MAX_CLOUD_RESPONSE_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_CLOUD_TIMEOUT_MS = 15_000;
+const MAX_PEER_CHAIN = 10;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+export interface CloudAddress {
+  host: string;
+  port: number;
+  /** `HOST:PORT` as given (IPv6 in brackets). */
+  text: string;
+}
+
+/** Parse `HOST:PORT` (`[v6]:PORT` for IPv6). */
+export function parseCloudAddress(value: string): CloudAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253})):([1-9][0-9]{0,4})$/.exec(value ?? '');
+  const port = m === null ? NaN : Number(m[3]);
+  const host = m === null ? '' : (m[1] ?? m[2] ?? '');
+  if (m === null || port > 65535 || (m[1] !== undefined && isIP(host) !== 6)) {
+    throw new CloudClientError('cloud-client/bad-address', 'the cloud address must be HOST:PORT (e.g. 10.0.0.5:8443 or [::1]:8443)');
+  }
+  return { host, port, text: value };
+}
+
+/** Check a pinned digest's syntax: `sha256:` + 64 lower-case hex digits. */
+export function parseBundleDigest(value: string): string {
+  if (typeof value !== 'string' || !DIGEST.test(value)) throw new JoinError('join/bad-input', '--bundle-digest must be sha256: followed by 64 lower-case hex digits');
+  return value;
+}
+
+/** Constant-time equality of two digests (both `sha256:HEX`). */
+export function digestsEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** The cloud's SPIFFE ID in trust domain `td`. */
+export function cloudSpiffeId(td: TrustDomain): SpiffeId {
+  return SpiffeId.fromSegments(td, 'edgeward', 'cloud');
+}
+
+/** The node's credentials for mTLS: its X509-SVID chain (leaf first) and private key. */
+export interface NodeCredentials {
+  chainDer: readonly Buffer[];
+  privateKey: KeyObject;
+}
+
+export interface CloudClientOptions {
+  address: CloudAddress;
+  clock: Clock;
+  /** The pinned bundle (after the bootstrap); absent until `fetchBundle`. */
+  bundle?: TrustBundle | undefined;
+  timeoutMs?: number;
+}
+
+function peerChain(cert: PeerCertificate | DetailedPeerCertificate | undefined): Buffer[] {
+  const out: Buffer[] = [];
+  let c = cert as DetailedPeerCertificate | undefined;
+  while (c !== undefined && c !== null && Buffer.isBuffer(c.raw) && out.length < MAX_PEER_CHAIN) {
+    out.push(c.raw);
+    const next = c.issuerCertificate;
+    if (next === undefined || next === null || next === c || (Buffer.isBuffer(next.raw) && next.raw.equals(c.raw))) break;
+    c = next;
+  }
+  return out;
+}
+
+export class CloudClient {
+  readonly address: CloudAddress;
+  readonly #clock: Clock;
+  readonly #timeoutMs: number;
+  #bundle: TrustBundle | undefined;
+  #caPem = '';
+  #creds: { certPem: string; keyPem: string } | undefined;
+  #agent: Agent;
+  #closed = false;
+
+  constructor(opts: CloudClientOptions) {
+    this.address = opts.address;
+    this.#clock = opts.clock;
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_CLOUD_TIMEOUT_MS;
+    this.#agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, maxCachedSessions: 0 });
+    if (opts.bundle !== undefined) this.setBundle(opts.bundle);
+  }
+
+  get bundle(): TrustBundle | undefined {
+    return this.#bundle;
+  }
+
+  /** Trust this bundle from now on (after a renewal brought a newer one). */
+  setBundle(b: TrustBundle): void {
+    this.#bundle = b;
+    this.#caPem = b.x509Authorities.map((d) => derToPem(d, 'CERTIFICATE')).join('');
+  }
+
+  /** Present these credentials on /v1/node calls from now on. */
+  setCredentials(c: NodeCredentials): void {
+    this.#creds = {
+      certPem: c.chainDer.map((d) => derToPem(d, 'CERTIFICATE')).join(''),
+      keyPem: derToPem(pkcs8FromPrivateKey(c.privateKey), 'PRIVATE KEY'),
+    };
+  }
+
+  /**
+   * Bootstrap: fetch the cloud's bundle and accept it only if its digest is `pinned`. The trust domain is
+   * read from the server certificate's SPIFFE ID; it is part of the digest, so it is pinned too.
+   */
+  async fetchBundle(pinned: string): Promise<TrustBundle> {
+    parseBundleDigest(pinned);
+    const { status, body, chain } = await this.#send('GET', '/v1/bundle', undefined, { verify: false });
+    if (status !== 200) throw new CloudClientError('cloud-client/bad-response', `GET /v1/bundle answered HTTP ${status}`);
+    let td: TrustDomain;
+    let bundle: TrustBundle;
+    try {
+      const leaf = parseCertificate(chain[0] ?? Buffer.alloc(0));
+      const id = SpiffeId.parse(leaf.uris[0] ?? '');
+      td = id.trustDomain;
+      bundle = parseBundleJson(td, body);
+    } catch (e) {
+      // Whatever the server sent, without the pinned digest it is not the cloud's bundle.
+      throw new JoinError('join/bundle-digest-mismatch', 'the cloud did not present a bundle with the pinned digest', { cause: e });
+    }
+    if (!digestsEqual(bundleDigest(bundle), pinned)) {
+      throw new JoinError('join/bundle-digest-mismatch', 'the cloud bundle does not match --bundle-digest (wrong cloud, or a man in the middle)', {
+        detail: { trust_domain: td.name },
+      });
+    }
+    // The server we talked to must be the cloud of that bundle, as every later connection will check.
+    const err = this.#checkChain(chain, bundle);
+    if (err !== undefined) throw err;
+    this.setBundle(bundle);
+    return bundle;
+  }
+
+  /** POST /v1/attest (attest.begin / attest.response). */
+  attest(message: EdgeToCloudMessage): Promise<CloudToEdgeMessage> {
+    return this.#call('/v1/attest', message, false);
+  }
+
+  /** POST /v1/node over mTLS with the node SVID. */
+  node(message: EdgeToCloudMessage): Promise<CloudToEdgeMessage> {
+    return this.#call('/v1/node', message, true);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#agent.destroy();
+  }
+
+  #checkChain(chain: readonly Buffer[], bundle: TrustBundle): CloudClientError | undefined {
+    try {
+      const v = validateX509Svid(chain, bundle, this.#clock.now(), { trustDomain: bundle.trustDomain });
+      if (!v.spiffeId.equals(cloudSpiffeId(bundle.trustDomain))) {
+        return new CloudClientError('cloud-client/untrusted-server', `the server is ${v.spiffeId.toString().slice(0, 200)}, not the cloud`);
+      }
+      return undefined;
+    } catch (e) {
+      const code = e instanceof EdgewardError ? e.code : 'unknown';
+      return new CloudClientError('cloud-client/untrusted-server', `the server's certificate is not the cloud's X509-SVID (${code})`, { cause: e });
+    }
+  }
+
+  async #call(path: string, message: EdgeToCloudMessage, mtls: boolean): Promise<CloudToEdgeMessage> {
+    if (this.#bundle === undefined) throw new CloudClientError('cloud-client/not-ready', 'the cloud bundle is not known yet');
+    if (mtls && this.#creds === undefined) throw new CloudClientError('cloud-client/not-ready', 'no node SVID to authenticate with');
+    const body = Buffer.from(encodeNodeApiMessage(message), 'utf8');
+    const { status, body: answer } = await this.#send('POST', path, body, { verify: true, mtls });
+    let reply: CloudToEdgeMessage;
+    try {
+      reply = decodeCloudToEdge(answer);
+    } catch (e) {
+      throw new CloudClientError('cloud-client/bad-response', `the cloud's answer to ${path} is not a node API message (HTTP ${status})`, { cause: e });
+    }
+    if (reply.kind === 'error') throw new CloudRefusedError(reply.code, reply.message, status);
+    if (status !== 200) throw new CloudClientError('cloud-client/bad-response', `HTTP ${status} without an error message`);
+    return reply;
+  }
+
+  #send(
+    method: 'GET' | 'POST',
+    path: string,
+    body: Buffer | undefined,
+    o: { verify: boolean; mtls?: boolean },
+  ): Promise<{ status: number; body: Buffer; chain: Buffer[] }> {
+    if (this.#closed) return Promise.reject(new CloudClientError('cloud-client/unreachable', 'the client is closed'));
+    const opts: RequestOptions = {
+      host: this.address.host,
+      port: this.address.port,
+      method,
+      path,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', 'content-length': String(body.length), accept: 'application/json' },
+    };
+    if (isIP(this.address.host) === 0) opts.servername = this.address.host;
+    if (o.verify) {
+      const bundle = this.#bundle!;
+      opts.agent = this.#agent;
+      opts.ca = this.#caPem;
+      opts.rejectUnauthorized = true;
+      // Called inside the handshake after OpenSSL verified the chain to the bundle; an error destroys the
+      // socket before 'secureConnect', so the buffered request is never sent.
+      opts.checkServerIdentity = (_host, cert) => this.#checkChain(peerChain(cert), bundle);
+      if (o.mtls === true && this.#creds !== undefined) {
+        opts.cert = this.#creds.certPem;
+        opts.key = this.#creds.keyPem;
+      }
+    } else {
+      // Bootstrap only: a GET without a body; nothing the answer says is trusted before the digest check.
+      opts.agent = false;
+      opts.rejectUnauthorized = false;
+    }
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (e: unknown): void => {
+        if (settled) return;
+        settled = true;
+        const code = String((e as { code?: unknown } | undefined)?.code ?? '');
+        if (e instanceof EdgewardError) reject(e);
+        // OpenSSL refused the chain (not issued by the pinned bundle, expired, ...): nothing was sent.
+        else if (/CERT|VERIFY|SELF_SIGNED|ISSUER/.test(code)) reject(new CloudClientError('cloud-client/untrusted-server', `the server's certificate does not chain to the pinned bundle (${code})`, { cause: e }));
+        else reject(new CloudClientError('cloud-client/unreachable', `cannot reach the cloud at ${this.address.text}: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
+      };
+      const req = httpsRequest(opts, (res: IncomingMessage) => {
+        const chain = o.verify ? [] : peerChain((res.socket as unknown as { getPeerCertificate(d: boolean): DetailedPeerCertificate }).getPeerCertificate(true));
+        const declared = Number(res.headers['content-length'] ?? '0');
+        if (declared > MAX_CLOUD_RESPONSE_BYTES) {
+          res.destroy();
+          fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
+          return;
+        }
+        const parts: Buffer[] = [];
+        let size = 0;
+        res.on('data', (b: Buffer) => {
+          size += b.length;
+          if (size > MAX_CLOUD_RESPONSE_BYTES) {
+            res.destroy();
+            req.destroy();
+            fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          parts.push(b);
+        });
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts), chain });
+        });
+        res.on('error', fail);
+        res.on('aborted', () => fail(new CloudClientError('cloud-client/unreachable', 'the cloud closed the connection mid-answer')));
+      });
+      req.setTimeout(this.#timeoutMs, () => req.destroy(new CloudClientError('cloud-client/timeout', `no answer from the cloud within ${this.#timeoutMs} ms`)));
+      req.on('error', fail);
+      req.end(body);
+    });
+  }
+}

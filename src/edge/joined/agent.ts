@@ -1,0 +1,299 @@
+/**
+ * The joined edge agent (`edgeward edge start --data-dir DIR`, DIR holding a join): the Workload API of
+ * the standalone agent, backed by the cloud. The node SVID is renewed at half-life (node-svid.ts); the
+ * entries delegated to the node are fetched at start, after every renewal and every 30 s; workload
+ * X509-SVIDs are signed by the cloud for keys made here (issuer.ts) and JWT-SVIDs minted by the cloud.
+ * Entries and workload SVIDs (with their keys) are kept in the encrypted cache, so a restart while the
+ * cloud is unreachable keeps serving every SVID that has not expired; expired ones are never served.
+ */
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import {
+  bundleDigest,
+  bundleToJson,
+  EdgewardError,
+  validateJwtSvidSync,
+  type Clock,
+  type TrustBundle,
+} from '../../identity/index.js';
+import { NODE_API_VERSION, type NodeEntry } from '../../protocol/index.js';
+import { AccountDb } from '../peercred/index.js';
+import { createUnixAttestor } from '../attestor/index.js';
+import { realTimers, type Timers } from '../svid/timers.js';
+import { createAgentSource, type JwtMint, type TrustSource } from '../workload-api/agent-source.js';
+import { createWorkloadApiServer } from '../workload-api/server.js';
+import { createAdminServer } from '../admin/server.js';
+import { CloudClient, parseCloudAddress } from '../cloud-client/client.js';
+import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
+import { layout, readNodeBundle, readNodeState } from '../join/layout.js';
+import { isReattestable } from '../join/attest.js';
+import type { JoinedEdgeConfig } from '../config.js';
+import type { EdgeDeps, EdgeLogger, RunningEdge } from '../main.js';
+import { EdgeCache, EdgeCacheError, loadOrCreateCacheKey } from './cache.js';
+import { createCloudEntryCatalog } from './catalog.js';
+import { createJoinedIssuer } from './issuer.js';
+import { NodeSvidManager } from './node-svid.js';
+
+function errFields(e: unknown): Record<string, unknown> {
+  return e instanceof EdgewardError ? { code: e.code, err: e.message } : { err: String(e) };
+}
+
+function openCache(path: string, key: Buffer, log: EdgeLogger): EdgeCache {
+  try {
+    return EdgeCache.open(path, key);
+  } catch (e) {
+    if (!(e instanceof EdgeCacheError) || e.code !== 'edge-cache/wrong-key') throw e;
+    // The cache is only a cache: one sealed with another key is unusable, never trusted; start afresh.
+    log.warn({ event: 'security.edge_cache_wrong_key', code: e.code, path }, 'the SVID cache was sealed with another key; discarding it');
+    for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+    return EdgeCache.open(path, key);
+  }
+}
+
+export interface CloudReachability {
+  reachable: boolean | null;
+  lastContactAt: number | null;
+  lastErrorCode: string | null;
+}
+
+/** Start a joined edge agent. Rejects (never exits) when a part cannot start. */
+export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): Promise<RunningEdge> {
+  const clock: Clock = deps.clock ?? { now: () => Date.now() };
+  const timers: Timers = deps.timers ?? realTimers;
+  const log = deps.logger;
+  const td = config.trustDomain;
+  const l = layout(config.dataDir);
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
+  chmodSync(config.dataDir, 0o755);
+  const closers: Array<() => Promise<void> | void> = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        log.warn({ event: 'edge.close_failed', ...errFields(e) }, 'a component failed to close');
+      }
+    }
+  };
+  try {
+    const keys = deps.files.openKeyStore(l.keysDir);
+    const state = readNodeState(config.dataDir);
+    const initialBundle = readNodeBundle(config.dataDir, td);
+    const client = new CloudClient({ address: parseCloudAddress(config.join.cloud), clock, bundle: initialBundle, timeoutMs: config.cloudTimeoutMs });
+    closers.push(() => client.close());
+
+    const cache = openCache(l.cacheDb, loadOrCreateCacheKey(l.cacheKey, deps.files), log);
+    closers.push(() => cache.close());
+
+    const reach: CloudReachability = { reachable: null, lastContactAt: null, lastErrorCode: null };
+    const cloudResult = (ok: boolean, e?: unknown): void => {
+      if (ok) {
+        if (reach.reachable === false) log.info({ event: 'edge.cloud_reachable', cloud: config.join.cloud }, 'the cloud is reachable again');
+        reach.reachable = true;
+        reach.lastContactAt = clock.now();
+        reach.lastErrorCode = null;
+        return;
+      }
+      // A refusal is an answer: the cloud is reachable, it said no.
+      if (e instanceof CloudRefusedError) {
+        reach.reachable = true;
+        reach.lastContactAt = clock.now();
+        reach.lastErrorCode = e.code;
+        return;
+      }
+      if (reach.reachable !== false) log.warn({ event: 'edge.cloud_unreachable', cloud: config.join.cloud, ...errFields(e) }, 'the cloud cannot be reached');
+      reach.reachable = false;
+      reach.lastErrorCode = e instanceof EdgewardError ? e.code : 'unknown';
+    };
+
+    // ---- trust: the bundle the node SVID came with (updated by renewals), JWTs minted by the cloud
+    const trustListeners = new Set<() => void>();
+    let trustDigest = bundleDigest(initialBundle);
+    let node: NodeSvidManager | undefined;
+    const currentBundle = (): TrustBundle => node?.bundle ?? initialBundle;
+    const trust: TrustSource = {
+      defaultJwtSvidTtlMs: config.jwtSvidTtlMs,
+      bundle: currentBundle,
+      async mintJwtSvid(req): Promise<JwtMint> {
+        let reply;
+        try {
+          reply = await client.node({ v: NODE_API_VERSION, kind: 'jwt.request', entryId: req.entryId, audience: [...req.audience], ttlMs: req.ttlMs });
+          cloudResult(true);
+        } catch (e) {
+          cloudResult(false, e);
+          throw e;
+        }
+        if (reply.kind !== 'jwt.result') throw new EdgewardError('joined/bad-reply', `unexpected ${reply.kind} to jwt.request`);
+        const now = clock.now();
+        // Check what the cloud minted: a JWT-SVID of our bundle, for this entry's ID and audience.
+        const v = validateJwtSvidSync(reply.token, { audience: req.audience[0]!, bundles: currentBundle(), now });
+        if (!v.spiffeId.equals(req.spiffeId)) throw new EdgewardError('joined/bad-reply', 'the cloud minted a JWT-SVID for another SPIFFE ID');
+        return { token: reply.token, issuedAt: now, expiresAt: reply.expiresAt };
+      },
+      onChange(listener) {
+        trustListeners.add(listener);
+        return () => trustListeners.delete(listener);
+      },
+    };
+
+    // ---- entries: cached first (offline start), then the cloud's
+    const catalog = createCloudEntryCatalog(td);
+    const cached = cache.loadEntries();
+    for (const id of cached.refused) log.warn({ event: 'security.edge_cache_row_refused', table: 'entries', entry_id: id }, 'a cached entry does not authenticate; dropped');
+    catalog.replace(cached.entries);
+
+    const issuer = createJoinedIssuer({
+      clock,
+      cache,
+      defaultX509SvidTtlMs: config.x509SvidTtlMs,
+      bundle: currentBundle,
+      async request(csrs) {
+        try {
+          const reply = await client.node({ v: NODE_API_VERSION, kind: 'svids.request', csrs });
+          cloudResult(true);
+          if (reply.kind !== 'svids.result') throw new EdgewardError('joined/bad-reply', `unexpected ${reply.kind} to svids.request`);
+          return reply.svids;
+        } catch (e) {
+          if (e instanceof CloudClientError || e instanceof CloudRefusedError) cloudResult(false, e);
+          throw e;
+        }
+      },
+      onRestored: (entryId, notAfter, reason) =>
+        log.info({ event: 'svid.restored', entry_id: entryId, not_after: new Date(notAfter).toISOString(), reason }, 'workload SVID served from the encrypted cache'),
+      onCacheRefused: (entryId, e) => log.warn({ event: 'security.edge_cache_row_refused', table: 'svids', entry_id: entryId, code: e.code }, 'a cached SVID does not authenticate; dropped'),
+    });
+
+    let syncing: Promise<void> | undefined;
+    const syncEntries = (): Promise<void> => {
+      if (syncing !== undefined) return syncing;
+      syncing = (async () => {
+        try {
+          const reply = await client.node({ v: NODE_API_VERSION, kind: 'entries.request' });
+          cloudResult(true);
+          if (reply.kind !== 'entries.result') throw new EdgewardError('joined/bad-reply', `unexpected ${reply.kind} to entries.request`);
+          const r = catalog.replace(reply.entries);
+          for (const id of r.refused) log.warn({ event: 'security.entry_refused', entry_id: id }, 'a delegated entry is not valid for this trust domain; ignored');
+          const accepted: NodeEntry[] = reply.entries.filter((e) => !r.refused.includes(e.id));
+          cache.replaceEntries(accepted);
+          cache.pruneSvids(new Set(accepted.map((e) => e.id)));
+          if (r.changed) log.info({ event: 'entries.synced', entries: accepted.length }, 'delegated entries updated');
+        } catch (e) {
+          cloudResult(false, e);
+          log.warn({ event: 'entries.sync_failed', ...errFields(e) }, 'fetching the delegated entries failed; serving the cached ones');
+          // Evicted, or the SVID is no longer accepted: a re-attestable node proves itself again now
+          // (the renewal is refused the same way and falls back to attestation, node-svid.ts).
+          if (e instanceof CloudRefusedError && (e.code === 'node-api/unauthenticated' || e.code === 'node/unknown') && isReattestable(config.join.method)) {
+            void node?.renewNow();
+          }
+        } finally {
+          syncing = undefined;
+        }
+      })();
+      return syncing;
+    };
+
+    node = new NodeSvidManager(
+      {
+        dataDir: config.dataDir,
+        record: config.join,
+        trustDomain: td,
+        files: deps.files,
+        keys,
+        api: client,
+        clock,
+        timers,
+        logger: log,
+        onCloudResult: cloudResult,
+        onRenewed: (b) => {
+          const d = bundleDigest(b);
+          if (d !== trustDigest) {
+            trustDigest = d;
+            for (const t of trustListeners) t();
+          }
+          void syncEntries();
+        },
+      },
+      state,
+      initialBundle,
+    );
+    closers.push(() => node?.close());
+    const nodeSvid = node;
+
+    // First sync before serving, so that a fresh agent serves its SVIDs from the first call.
+    if (!nodeSvid.expired()) await syncEntries();
+    nodeSvid.start();
+
+    let syncTimer: unknown;
+    const periodic = (): void => {
+      syncTimer = timers.setTimeout(() => {
+        if (!nodeSvid.expired()) void syncEntries().finally(periodic);
+        else periodic();
+      }, config.entriesSyncMs);
+    };
+    periodic();
+    closers.push(() => timers.clearTimeout(syncTimer));
+
+    const source = createAgentSource({
+      clock,
+      timers,
+      attestors: [
+        createUnixAttestor({ accounts: AccountDb.load(), discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit }),
+      ],
+      entries: catalog,
+      issuer,
+      trust,
+      onIssueFailed: (entryId, e) => log.warn({ event: 'svid.issue_failed', entry_id: entryId, ...errFields(e) }, 'SVID issuance failed'),
+    });
+    await source.start();
+    closers.push(() => source.close());
+
+    const server = createWorkloadApiServer({ source, socketPath: config.socketPath, logger: log });
+    await server.start();
+    closers.push(() => server.close());
+
+    const admin = createAdminServer({
+      socketPath: config.adminSocketPath,
+      logger: log,
+      handlers: {
+        'entry.list': () =>
+          catalog.all().map((e) => ({
+            id: e.id,
+            spiffeId: e.spiffeId.toString(),
+            selectors: e.selectors.map((s) => `${s.type}:${s.value}`),
+            ...(e.x509SvidTtlMs === undefined ? {} : { x509SvidTtlMs: e.x509SvidTtlMs }),
+            ...(e.jwtSvidTtlMs === undefined ? {} : { jwtSvidTtlMs: e.jwtSvidTtlMs }),
+            ...(e.dnsNames.length === 0 ? {} : { dnsNames: [...e.dnsNames] }),
+            ...(e.hint === undefined ? {} : { hint: e.hint }),
+            source: 'cloud',
+          })),
+        'bundle.show': () => ({ trustDomain: td.name, bundle: JSON.parse(bundleToJson(currentBundle())) as unknown }),
+        'agent.status': () => ({
+          mode: 'joined',
+          trustDomain: td.name,
+          endpoint: `unix://${config.socketPath}`,
+          node: {
+            name: config.join.nodeName,
+            spiffeId: nodeSvid.spiffeId,
+            method: config.join.method,
+            serial: nodeSvid.serialHex,
+            notAfter: nodeSvid.notAfter,
+            expired: nodeSvid.expired(),
+            nextRenewalAt: nodeSvid.nextAttemptAt ?? null,
+          },
+          cloud: { address: config.join.cloud, ...reach },
+          entries: catalog.size,
+          workloadApi: server.stats(),
+        }),
+      },
+    });
+    await admin.start();
+    closers.push(() => admin.close());
+    log.info(
+      { event: 'edge.started', mode: 'joined', spiffe_id: nodeSvid.spiffeId, socket: config.socketPath, cloud: config.join.cloud, cloud_reachable: reach.reachable },
+      'edge agent started',
+    );
+    return { endpoint: `unix://${config.socketPath}`, close: closeAll };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
