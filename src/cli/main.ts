@@ -15,6 +15,7 @@ import { demoCommand } from './commands/demo.js';
 import { x509InspectCommand } from './commands/x509-inspect.js';
 import { edgeStartCommand } from './commands/edge-start.js';
 import { edgeJoinCommand } from './commands/edge-join.js';
+import { edgeTpmEkHashCommand } from './commands/edge-tpm.js';
 import { entryCreateCommand, entryDeleteCommand, entryListCommand } from './commands/entry.js';
 import { svidFetchCommand, svidWatchCommand } from './commands/svid.js';
 import { jwtFetchCommand, jwtValidateCommand } from './commands/jwt.js';
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   demoCommand,
   x509InspectCommand,
   edgeJoinCommand,
+  edgeTpmEkHashCommand,
   edgeStartCommand,
   entryCreateCommand,
   entryListCommand,

@@ -18,16 +18,27 @@
  * attestors:
  *   join_token: {}          # always on
  *   x509pop: { caBundle: x509pop-ca.pem }
- *   tpm: { ekCaBundle: tpm-manufacturers.pem }
+ *   tpm:
+ *     ekCaBundle: tpm-manufacturers.pem
+ *     enrolled:             # node name -> EK hash (`edgeward edge tpm-ek-hash --tpm ...` on the node)
+ *       edge-1: sha256:3f0c...   # 64 lower-case hex digits
+ *     # allowAnyEk: true    # UNSAFE: any TPM of these manufacturers may join under any unused name
  * rateLimit: { attestBurst: 5, attestPerSecond: 1, maxSources: 10000 }
  * server: { maxConnections: 10000, headersTimeout: 10s, requestTimeout: 30s, keepAliveTimeout: 60s }
  * ```
+ *
+ * The tpm attestor denies by default: a TPM joins only as the node name its EK hash is enrolled for
+ * (`attestors.tpm.enrolled`); with `--tpm-ek-ca-bundle` alone, or no `enrolled` entries, every TPM is
+ * refused with `tpm/ek-not-enrolled` (the refusal, on the node and in the cloud log, names the EK hash to
+ * enrol). `allowAnyEk: true` turns that off and is unsafe: any TPM whose EK chains to a configured
+ * manufacturer CA (any second-hand or stolen one) may then claim any node name not attested yet.
+ * `enrolled` and `allowAnyEk: true` exclude each other; one EK may be enrolled for one name only.
  */
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { certsFromPem, EdgewardError, parseDuration, TrustDomain } from '../identity/index.js';
-import { createX509PopTrust, parseManufacturerCa } from '../attestation/index.js';
+import { createX509PopTrust, isEkHash, isNodeName, parseManufacturerCa } from '../attestation/index.js';
 
 export type CloudConfigErrorCode = 'cloud-config/invalid';
 export class CloudConfigError extends EdgewardError<CloudConfigErrorCode> {
@@ -51,7 +62,16 @@ export interface CloudAttestorsConfig {
   /** join_token is always on. */
   readonly joinToken: { readonly enabled: true };
   readonly x509pop: { readonly caBundlePath: string; readonly caCertsDer: readonly Buffer[] } | undefined;
-  readonly tpm: { readonly ekCaBundlePath: string; readonly manufacturerCasDer: readonly Buffer[] } | undefined;
+  readonly tpm:
+    | {
+        readonly ekCaBundlePath: string;
+        readonly manufacturerCasDer: readonly Buffer[];
+        /** Node name -> enrolled EK hash `sha256:HEX` (deny by default: names not listed are refused). */
+        readonly enrolled: ReadonlyMap<string, string>;
+        /** UNSAFE opt-out of enrolment: any EK chaining to a manufacturer CA, under any node name. */
+        readonly allowAnyEk: boolean;
+      }
+    | undefined;
 }
 
 export interface CloudConfig {
@@ -207,6 +227,47 @@ function parseSpiffeSocket(s: string): string {
   return s;
 }
 
+/**
+ * `attestors.tpm.enrolled` (node name -> `sha256:HEX`) and `allowAnyEk`; problems are appended. Upper-case
+ * hex is accepted and stored in lower case (the form `edgeward edge tpm-ek-hash` prints).
+ */
+function parseTpmEnrolment(o: Obj, problems: string[]): { enrolled: ReadonlyMap<string, string>; allowAnyEk: boolean } {
+  const where = 'config file attestors.tpm';
+  const enrolled = new Map<string, string>();
+  const byHash = new Map<string, string>();
+  const any = o['allowAnyEk'];
+  if (any !== undefined && any !== null && typeof any !== 'boolean') problems.push(`${where}: allowAnyEk must be true or false`);
+  const allowAnyEk = any === true;
+  const list = o['enrolled'];
+  if (list !== undefined && list !== null) {
+    if (!isObject(list)) {
+      problems.push(`${where}: enrolled must be a mapping of node name to sha256:HEX`);
+    } else {
+      for (const [name, value] of Object.entries(list)) {
+        const shown = JSON.stringify(name.slice(0, 63));
+        if (!isNodeName(name)) {
+          problems.push(`${where}.enrolled: ${shown} is not a valid node name`);
+          continue;
+        }
+        const hash = typeof value === 'string' ? value.replace(/^sha256:([0-9A-Fa-f]{64})$/, (_m, h: string) => `sha256:${h.toLowerCase()}`) : undefined;
+        if (!isEkHash(hash)) {
+          problems.push(`${where}.enrolled.${name} must be sha256: followed by 64 hex digits (edgeward edge tpm-ek-hash prints it)`);
+          continue;
+        }
+        const other = byHash.get(hash);
+        if (other !== undefined) {
+          problems.push(`${where}.enrolled: the same EK is enrolled for ${other} and ${name} (one TPM is one node)`);
+          continue;
+        }
+        byHash.set(hash, name);
+        enrolled.set(name, hash);
+      }
+    }
+  }
+  if (allowAnyEk && enrolled.size > 0) problems.push(`${where}: allowAnyEk: true and enrolled exclude each other (allowAnyEk accepts any EK under any name)`);
+  return { enrolled, allowAnyEk };
+}
+
 export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
   const problems: string[] = [];
   const cwd = input.cwd ?? process.cwd();
@@ -332,13 +393,14 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
 
   let tpm: CloudAttestorsConfig['tpm'];
   const tpmObj = fileObject('tpm', att, 'config file attestors');
-  if (tpmObj !== undefined) unknownKeys(tpmObj, ['ekCaBundle'], 'config file attestors.tpm');
+  if (tpmObj !== undefined) unknownKeys(tpmObj, ['ekCaBundle', 'enrolled', 'allowAnyEk'], 'config file attestors.tpm');
   const tpmPath = pathFrom(input.tpmEkCaBundle, tpmObj === undefined ? undefined : fileString('ekCaBundle', tpmObj, 'config file attestors.tpm'));
   if (tpmObj !== undefined && tpmPath === undefined) problems.push('config file attestors.tpm: ekCaBundle is required');
+  const enrolment = parseTpmEnrolment(tpmObj ?? {}, problems);
   if (tpmPath !== undefined) {
     const certs = readPemCerts(tpmPath, 'tpm ekCaBundle');
     const valid = certs !== undefined && take(() => certs.every((c) => parseManufacturerCa(c) !== undefined), `tpm ekCaBundle ${tpmPath}`) === true;
-    if (valid) tpm = Object.freeze({ ekCaBundlePath: tpmPath, manufacturerCasDer: Object.freeze(certs) });
+    if (valid) tpm = Object.freeze({ ekCaBundlePath: tpmPath, manufacturerCasDer: Object.freeze(certs), ...enrolment });
   }
 
   // ---- numbers

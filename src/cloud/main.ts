@@ -9,6 +9,7 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { bundleDigest, EdgewardError, type Clock, type StateFiles } from '../identity/index.js';
+import { WorkloadApiX509Source } from '../protocol/index.js';
 import {
   entryToDocument,
   createJoinTokenAttestor,
@@ -19,11 +20,12 @@ import {
   type NodeAttestorPlugin,
   type RegistrationEntry,
 } from '../attestation/index.js';
-import { createCloudStore, type CloudStore } from './store/index.js';
+import { cloudSpiffeId, createCloudStore, type CloudStore } from './store/index.js';
 import { openCloudCa } from './ca/index.js';
-import { createNodeApiServer } from './server/index.js';
+import { createNodeApiServer, identityFromSource } from './server/index.js';
 import { createCloudAdminHandlers, createCloudAdminServer } from './admin/index.js';
-import { createNodeService } from './node-service/index.js';
+import { createNodeService, createSpireNodeService, type NodeService } from './node-service/index.js';
+import type { CloudCa, CloudIdentity } from './ca/index.js';
 import { formatListenAddress, type CloudConfig } from './config.js';
 
 /** pino-compatible logger subset the cloud needs. */
@@ -42,6 +44,8 @@ export interface CloudDeps {
 }
 
 export interface RunningCloud {
+  /** `spire` when the cloud's identity comes from an external Workload API (`--spiffe-socket`). */
+  readonly mode: 'embedded' | 'spire';
   /** The bound node API address (the real port when `listen` asked for port 0). */
   readonly address: { readonly host: string; readonly port: number };
   /** `HOST:PORT` for `edge join --cloud` (the host name when listening on every interface). */
@@ -51,7 +55,13 @@ export interface RunningCloud {
   close(): Promise<void>;
 }
 
-export type CloudErrorCode = 'cloud/unsupported' | 'cloud/unsafe-data-dir';
+/**
+ * - `cloud/unsafe-data-dir`: the data dir is a symlink or not a directory.
+ * - `cloud/trust-domain-mismatch`: SPIRE mode: the Workload API issued the cloud SVID in another trust
+ *   domain than the configured one (`--trust-domain` must be SPIRE's trust domain).
+ * - `cloud/unsupported`: reserved (was: SPIRE mode not wired yet).
+ */
+export type CloudErrorCode = 'cloud/unsupported' | 'cloud/unsafe-data-dir' | 'cloud/trust-domain-mismatch';
 export class CloudError extends EdgewardError<CloudErrorCode> {}
 
 /** Expired attestation sessions are dropped, and expired join tokens pruned, this often. */
@@ -73,7 +83,9 @@ function prepareDataDir(dir: string): void {
 function buildAttestors(config: CloudConfig, store: CloudStore): NodeAttestorPlugin[] {
   const list: NodeAttestorPlugin[] = [createJoinTokenAttestor(store)];
   if (config.attestors.x509pop !== undefined) list.push(createX509PopAttestor(createX509PopTrust([...config.attestors.x509pop.caCertsDer])));
-  if (config.attestors.tpm !== undefined) list.push(createTpmAttestor({ manufacturerCas: [...config.attestors.tpm.manufacturerCasDer] }));
+  const tpm = config.attestors.tpm;
+  // Deny by default: only enrolled EKs, unless the operator opted out (allowAnyEk, unsafe).
+  if (tpm !== undefined) list.push(createTpmAttestor({ manufacturerCas: [...tpm.manufacturerCasDer] }, tpm.allowAnyEk ? { allowAnyEk: true } : { enrolled: tpm.enrolled }));
   return list;
 }
 
@@ -81,9 +93,7 @@ function buildAttestors(config: CloudConfig, store: CloudStore): NodeAttestorPlu
 export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<RunningCloud> {
   const clock = deps.clock ?? { now: () => Date.now() };
   const log = deps.logger;
-  if (config.spiffeSocket !== undefined) {
-    throw new CloudError('cloud/unsupported', 'taking the cloud identity from an external SPIFFE Workload API (--spiffe-socket) is not supported yet');
-  }
+  const spire = config.spiffeSocket !== undefined;
   const closers: Array<() => Promise<void> | void> = [];
   const timers: NodeJS.Timeout[] = [];
   const closeAll = async (): Promise<void> => {
@@ -108,42 +118,55 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
     });
     closers.push(() => store.close());
 
-    const maxX509 = Math.max(config.nodeSvidTtlMs, config.maxWorkloadSvidTtlMs);
-    const ca = openCloudCa({
-      trustDomain: config.trustDomain,
-      store,
-      files: deps.files,
-      keysDir: config.keysDir,
-      caTtlMs: config.caTtlMs,
-      maxX509SvidTtlMs: maxX509,
-      maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
-      cloudSvidTtlMs: config.nodeSvidTtlMs,
-      clock,
-      logger: log,
-    });
-    closers.push(() => ca.close());
-
-    const service = createNodeService({
-      trustDomain: config.trustDomain,
-      store,
-      ca: ca.manager,
-      clock,
-      attestors: buildAttestors(config, store),
-      nodeSvidTtlMs: config.nodeSvidTtlMs,
-      maxWorkloadSvidTtlMs: config.maxWorkloadSvidTtlMs,
-      maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
-      logger: log,
-      rateLimiter: new RateLimiter({
-        capacity: config.rateLimit.attestBurst,
-        refillPerSecond: config.rateLimit.attestPerSecond,
-        maxKeys: config.rateLimit.maxSources,
-      }),
-    });
+    let ca: CloudCa | undefined;
+    let identity: CloudIdentity;
+    let service: NodeService;
+    if (spire) {
+      // SPIRE mode (issue #4 "Bring your own SPIRE"): the cloud SVID and the bundle come from the SPIRE
+      // agent's Workload API; SPIRE attests nodes and issues every SVID, so no CA runs here.
+      identity = await openSpireIdentity(config, clock, log);
+      closers.push(() => identity.close());
+      const source = identity;
+      service = createSpireNodeService({ trustDomain: config.trustDomain, store, bundles: () => source.bundles(), clock, logger: log });
+    } else {
+      const maxX509 = Math.max(config.nodeSvidTtlMs, config.maxWorkloadSvidTtlMs);
+      const embedded = openCloudCa({
+        trustDomain: config.trustDomain,
+        store,
+        files: deps.files,
+        keysDir: config.keysDir,
+        caTtlMs: config.caTtlMs,
+        maxX509SvidTtlMs: maxX509,
+        maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
+        cloudSvidTtlMs: config.nodeSvidTtlMs,
+        clock,
+        logger: log,
+      });
+      closers.push(() => embedded.close());
+      ca = embedded;
+      identity = embedded;
+      service = createNodeService({
+        trustDomain: config.trustDomain,
+        store,
+        ca: embedded.manager,
+        clock,
+        attestors: buildAttestors(config, store),
+        nodeSvidTtlMs: config.nodeSvidTtlMs,
+        maxWorkloadSvidTtlMs: config.maxWorkloadSvidTtlMs,
+        maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
+        logger: log,
+        rateLimiter: new RateLimiter({
+          capacity: config.rateLimit.attestBurst,
+          refillPerSecond: config.rateLimit.attestPerSecond,
+          maxKeys: config.rateLimit.maxSources,
+        }),
+      });
+    }
 
     const server = createNodeApiServer({
       host: config.listen.host,
       port: config.listen.port,
-      identity: ca,
+      identity,
       backend: service,
       limits: config.server,
       logger: log,
@@ -169,10 +192,18 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
         trustDomain: config.trustDomain,
         store,
         ca,
+        identity,
+        mode: spire ? 'spire' : 'embedded',
         clock,
         logger: log,
         cloudAddress: () => cloudAddress,
-        status: () => ({ startedAt, listen: formatListenAddress(bound), sessions: service.stats.sessions, nodeApi: server.stats() }),
+        status: () => ({
+          startedAt,
+          listen: formatListenAddress(bound),
+          sessions: service.stats.sessions,
+          nodeApi: server.stats(),
+          ...(spire ? { spiffeSocket: config.spiffeSocket } : {}),
+        }),
         entries: {
           create: (p) => entryView(store.createEntry(p)),
           list: () => store.listEntries().map(entryView),
@@ -183,7 +214,7 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
     await admin.start();
     closers.push(() => admin.close());
 
-    ca.start();
+    ca?.start();
     const sweep = setInterval(() => {
       try {
         service.sweep(clock.now());
@@ -206,18 +237,21 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
     log.info(
       {
         event: 'cloud.started',
-        spiffe_id: ca.spiffeId.toString(),
+        mode: spire ? 'spire' : 'embedded',
+        spiffe_id: identity.svid().spiffeId.toString(),
         listen: formatListenAddress(bound),
-        bundle_digest: bundleDigest(ca.bundle()),
-        attestors: buildAttestorNames(config),
+        bundle_digest: bundleDigest(identity.bundle()),
+        attestors: spire ? ['spire'] : buildAttestorNames(config),
+        ...(spire ? { spiffe_socket: config.spiffeSocket } : {}),
       },
       'cloud core started',
     );
     let closed = false;
     return {
+      mode: spire ? 'spire' : 'embedded',
       address: Object.freeze({ host: bound.host, port: bound.port }),
       cloudAddress,
-      bundleDigest: () => bundleDigest(ca.bundle()),
+      bundleDigest: () => bundleDigest(identity.bundle()),
       async close() {
         if (closed) return;
         closed = true;
@@ -229,6 +263,35 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
     await closeAll();
     throw e;
   }
+}
+
+/**
+ * SPIRE mode: follow the Workload API at `config.spiffeSocket` for `spiffe://TD/edgeward/cloud`. The SVID
+ * is picked by its path (`/edgeward/cloud`) so that a SPIRE agent of another trust domain gives a clear
+ * `cloud/trust-domain-mismatch` instead of a bare "unexpected ID".
+ */
+async function openSpireIdentity(config: CloudConfig, clock: Clock, log: CloudLogger): Promise<CloudIdentity> {
+  const expected = cloudSpiffeId(config.trustDomain);
+  const isCloudPath = (id: { segments: readonly string[] }): boolean => id.segments.length === 2 && id.segments[0] === 'edgeward' && id.segments[1] === 'cloud';
+  const source = await WorkloadApiX509Source.create({
+    endpoint: config.spiffeSocket,
+    // Exactly the cloud ID of the configured trust domain if SPIRE serves it; else any /edgeward/cloud (checked below).
+    pickSvid: (svids) => svids.find((s) => s.spiffeId.equals(expected)) ?? svids.find((s) => isCloudPath(s.spiffeId)) ?? svids[0],
+    expectedId: (id) => isCloudPath(id),
+    clock,
+    logger: log,
+  });
+  const got = source.svid().spiffeId;
+  if (!got.trustDomain.equals(config.trustDomain)) {
+    source.close();
+    throw new CloudError(
+      'cloud/trust-domain-mismatch',
+      `the Workload API at ${config.spiffeSocket ?? ''} issued ${got.toString()}, but the configured trust domain is ${config.trustDomain.name} (set --trust-domain to SPIRE's trust domain)`,
+      { detail: { spiffe_id: got.toString(), trust_domain: config.trustDomain.name } },
+    );
+  }
+  log.info({ event: 'cloud.spire_identity', spiffe_id: got.toString(), serial: source.svid().serialHex, endpoint: config.spiffeSocket }, 'cloud identity taken from the SPIFFE Workload API');
+  return identityFromSource(source, config.trustDomain);
 }
 
 function buildAttestorNames(config: CloudConfig): string[] {

@@ -4,7 +4,9 @@
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { EdgewardError, parseDuration, TrustDomain } from '../identity/index.js';
+import { parseEndpoint } from '../protocol/index.js';
 import { readJoinRecord, type JoinRecord } from './join/layout.js';
+import { parseCloudAddress } from './cloud-client/client.js';
 
 export type EdgeConfigErrorCode = 'edge-config/invalid';
 export class EdgeConfigError extends EdgewardError<EdgeConfigErrorCode> {}
@@ -172,5 +174,85 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
     discoverWorkloadPath: true,
     workloadSizeLimit,
     logLevel: level as JoinedEdgeConfig['logLevel'],
+  });
+}
+
+/**
+ * SPIRE mode (`edgeward edge start --spiffe-socket unix:///PATH --cloud HOST:PORT [--data-dir DIR]`, issue
+ * #4 "Bring your own SPIRE"): the agent's node identity is the SVID `spiffe://TD/edgeward/node/NAME` from
+ * an external SPIFFE Workload API (a SPIRE agent); the trust domain and node name come from that SVID. The
+ * agent serves no Workload API of its own (workloads talk to SPIRE directly).
+ */
+export interface SpireEdgeConfig {
+  readonly mode: 'spire';
+  /** The SPIRE agent's Workload API endpoint (`unix:///PATH` or `tcp://IP:PORT`), as given. */
+  readonly spiffeSocket: string;
+  /** `HOST:PORT` of the cloud node API. */
+  readonly cloud: string;
+  /** If given, the node SVID must belong to this trust domain. */
+  readonly trustDomain: TrustDomain | undefined;
+  /** State dir for the admin socket (DIR/admin/admin.sock); none without it. */
+  readonly dataDir: string | undefined;
+  readonly adminSocketPath: string | undefined;
+  /** How often the session with the cloud is exercised (`entries.request`). */
+  readonly entriesSyncMs: number;
+  readonly cloudTimeoutMs: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface SpireEdgeConfigInput {
+  spiffeSocket?: string | undefined;
+  cloud?: string | undefined;
+  trustDomain?: string | undefined;
+  dataDir?: string | undefined;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+
+/** Build the SPIRE-mode config; every problem reported together. */
+export function parseSpireEdgeConfig(input: SpireEdgeConfigInput): SpireEdgeConfig {
+  const problems: string[] = [];
+  const envSocket = input.env['SPIFFE_ENDPOINT_SOCKET'];
+  const spiffeSocket = input.spiffeSocket ?? (envSocket === '' ? undefined : envSocket);
+  if (spiffeSocket === undefined) problems.push('--spiffe-socket (or SPIFFE_ENDPOINT_SOCKET) is required in SPIRE mode');
+  else {
+    try {
+      parseEndpoint(spiffeSocket);
+    } catch (e) {
+      problems.push(`--spiffe-socket: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (input.cloud === undefined) problems.push('--cloud HOST:PORT is required in SPIRE mode');
+  else {
+    try {
+      parseCloudAddress(input.cloud);
+    } catch (e) {
+      problems.push(`--cloud: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  let trustDomain: TrustDomain | undefined;
+  if (input.trustDomain !== undefined) {
+    try {
+      trustDomain = TrustDomain.parse(input.trustDomain);
+    } catch (e) {
+      problems.push(`--trust-domain: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  const dataDir = input.dataDir === undefined ? undefined : resolve(input.dataDir);
+  const adminSocketPath = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
+  if (adminSocketPath !== undefined && Buffer.byteLength(adminSocketPath) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
+  const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
+  if (problems.length > 0 || spiffeSocket === undefined || input.cloud === undefined) throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
+  return Object.freeze({
+    mode: 'spire',
+    spiffeSocket,
+    cloud: input.cloud,
+    trustDomain,
+    dataDir,
+    adminSocketPath,
+    entriesSyncMs: DEFAULT_ENTRIES_SYNC_MS,
+    cloudTimeoutMs: 10_000,
+    logLevel: level as SpireEdgeConfig['logLevel'],
   });
 }

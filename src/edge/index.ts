@@ -1,8 +1,12 @@
 /** The edge core: the agent (standalone or joined to a cloud), its Workload API, attestation collectors and stores. */
-export { runEdgeStandalone, runEdgeJoined, type EdgeDeps, type EdgeLogger, type RunningEdge } from './main.js';
+export { runEdgeStandalone, runEdgeJoined, runEdgeSpire, type EdgeDeps, type EdgeLogger, type RunningEdge } from './main.js';
+export { SpireCloudClient, SPIRE_RECONTACT_MIN_MS, SPIRE_RECONTACT_SPACING_MS, type SpireCloudClientOptions, type SpireSessionState } from './spire/index.js';
 export {
   parseEdgeConfig,
   parseJoinedEdgeConfig,
+  parseSpireEdgeConfig,
+  type SpireEdgeConfig,
+  type SpireEdgeConfigInput,
   EdgeConfigError,
   DEFAULT_ENTRIES_SYNC_MS,
   type EdgeConfig,

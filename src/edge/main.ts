@@ -1,6 +1,8 @@
 /**
  * The edge agent's composition root (architecture.md "Shape"): builds every part from one config, starts
- * them in order, and stops them in reverse. Standalone mode: the agent's own CA signs SVIDs.
+ * them in order, and stops them in reverse. Standalone mode: the agent's own CA signs SVIDs; joined mode
+ * (joined/agent.ts): the cloud signs them; SPIRE mode (spire/agent.ts): the node identity comes from an
+ * external SPIFFE Workload API and no Workload API is served.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import {
@@ -24,6 +26,7 @@ import { createAdminServer } from './admin/server.js';
 import type { EdgeConfig } from './config.js';
 
 export { runEdgeJoined } from './joined/agent.js';
+export { runEdgeSpire } from './spire/index.js';
 
 /** pino-compatible logger subset the agent needs. */
 export interface EdgeLogger {
@@ -42,8 +45,13 @@ export interface EdgeDeps {
 }
 
 export interface RunningEdge {
-  /** `unix:///abs/path` for SPIFFE_ENDPOINT_SOCKET. */
+  /**
+   * `unix:///abs/path` for SPIFFE_ENDPOINT_SOCKET: the agent's Workload API (standalone, joined), or in
+   * SPIRE mode the SPIRE agent's, which workloads use directly.
+   */
   readonly endpoint: string;
+  /** SPIRE mode: the node's SPIFFE ID (from the SPIRE-issued SVID). */
+  readonly spiffeId?: string;
   close(): Promise<void>;
 }
 

@@ -517,7 +517,7 @@ describe('cloud store: registration entries and delegation (schema 2; reference 
     const check = new Database(path, { readonly: true });
     try {
       expect(check.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: CLOUD_STORE_SCHEMA_VERSION }]);
-      expect(CLOUD_STORE_SCHEMA_VERSION).toBe(2);
+      expect(CLOUD_STORE_SCHEMA_VERSION).toBe(3); // 3: method spire (SPIRE mode)
     } finally {
       check.close();
     }

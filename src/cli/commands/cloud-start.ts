@@ -1,5 +1,5 @@
 /**
- * `edgeward cloud start --data-dir DIR [--trust-domain TD] [--listen HOST:PORT] [--config FILE]`
+ * `edgeward cloud start --data-dir DIR [--trust-domain TD] [--listen HOST:PORT] [--config FILE] [--spiffe-socket unix:///PATH]`
  *
  * Runs the cloud core in the foreground until SIGINT/SIGTERM. Once the node API listens it prints
  * `EDGEWARD_CLOUD=HOST:PORT` and `EDGEWARD_BUNDLE_DIGEST=sha256:HEX` on stdout (for scripts and tests);
@@ -18,6 +18,8 @@ export const cloudStartCommand = defineCommand({
     'Prints EDGEWARD_CLOUD=HOST:PORT and EDGEWARD_BUNDLE_DIGEST=sha256:HEX once listening.',
     'Settings: flags override the environment (EDGEWARD_DATA_DIR, EDGEWARD_TRUST_DOMAIN, EDGEWARD_LOG_LEVEL,',
     'SPIFFE_ENDPOINT_SOCKET), which overrides the --config YAML file.',
+    'With --spiffe-socket (or SPIFFE_ENDPOINT_SOCKET) the cloud runs in SPIRE mode: no CA, no join tokens;',
+    'nodes authenticate with SPIRE-issued SVIDs spiffe://TD/edgeward/node/NAME (docs/spire.md).',
   ].join('\n'),
   args: {
     flags: {
@@ -25,7 +27,7 @@ export const cloudStartCommand = defineCommand({
       'trust-domain': { type: 'string', value: 'TD', description: 'trust domain (default edgeward.local)' },
       listen: { type: 'string', value: 'HOST:PORT', description: 'node API address (default 127.0.0.1:8443; port 0 = any free port)' },
       config: { type: 'string', value: 'FILE', description: 'YAML configuration file (strict: unknown keys are refused)' },
-      'spiffe-socket': { type: 'string', value: 'unix:///PATH', description: 'take the cloud identity from a SPIFFE Workload API (not supported yet)' },
+      'spiffe-socket': { type: 'string', value: 'unix:///PATH', description: 'SPIRE mode: take the cloud SVID and bundle from this SPIFFE Workload API (a SPIRE agent); SPIRE attests the nodes (docs/spire.md)' },
       'ca-ttl': { type: 'string', value: 'DURATION', description: 'signing CA lifetime (default 7d; at least 6x every SVID TTL)' },
       'node-svid-ttl': { type: 'string', value: 'DURATION', description: 'node SVID lifetime (default 1h)' },
       'x509pop-ca-bundle': { type: 'string', value: 'FILE', description: 'PEM CA certificates for the x509pop attestor (enables it)' },

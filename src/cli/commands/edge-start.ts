@@ -1,11 +1,24 @@
 /**
  * `edgeward edge start --standalone --trust-domain TD --data-dir DIR [--socket PATH] [--policy FILE]`
  * `edgeward edge start --data-dir DIR [--socket PATH]`  (joined: DIR holds a join from `edgeward edge join`)
+ * `edgeward edge start --spiffe-socket unix:///PATH --cloud HOST:PORT [--data-dir DIR] [--trust-domain TD]`
+ *   (SPIRE mode: the node SVID comes from a SPIRE agent; `SPIFFE_ENDPOINT_SOCKET` works too when `--cloud`
+ *   is given; no Workload API is served, workloads use the SPIRE agent's. Prints `EDGEWARD_NODE_ID=...`.)
  *
  * Runs the edge agent in the foreground until SIGINT/SIGTERM. Prints `SPIFFE_ENDPOINT_SOCKET=unix:///...`
  * once the Workload API is listening. Logs are JSON lines on stderr.
  */
-import { parseEdgeConfig, parseJoinedEdgeConfig, runEdgeJoined, runEdgeStandalone, type RunningEdge } from '../../edge/index.js';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  parseEdgeConfig,
+  parseJoinedEdgeConfig,
+  parseSpireEdgeConfig,
+  runEdgeJoined,
+  runEdgeSpire,
+  runEdgeStandalone,
+  type RunningEdge,
+} from '../../edge/index.js';
 import { CliUsageError } from '../errors.js';
 import { defineCommand } from '../command.js';
 import { createLogger } from '../logger.js';
@@ -13,7 +26,7 @@ import { hostStateFiles } from '../host/index.js';
 
 export const edgeStartCommand = defineCommand({
   name: 'edge start',
-  summary: 'run the edge agent (joined to a cloud, or --standalone with its own CA) and serve the SPIFFE Workload API',
+  summary: 'run the edge agent (joined to a cloud, --standalone with its own CA, or with a SPIRE agent\'s identity: --spiffe-socket --cloud)',
   operands: '',
   args: {
     flags: {
@@ -25,6 +38,12 @@ export const edgeStartCommand = defineCommand({
       'ca-ttl': { type: 'string', value: 'DURATION', description: 'signing CA lifetime (default 24h; at least 6x the SVID TTLs)' },
       'x509-ttl': { type: 'string', value: 'DURATION', description: 'default and maximum X509-SVID TTL (default 1h)' },
       'jwt-ttl': { type: 'string', value: 'DURATION', description: 'default and maximum JWT-SVID TTL (default 5m)' },
+      'spiffe-socket': {
+        type: 'string',
+        value: 'unix:///PATH',
+        description: 'SPIRE mode (with --cloud): the node SVID spiffe://TD/edgeward/node/NAME comes from this Workload API (default SPIFFE_ENDPOINT_SOCKET)',
+      },
+      cloud: { type: 'string', value: 'HOST:PORT', description: 'SPIRE mode: the cloud node API to keep a session with' },
       'workload-sha256-limit': {
         type: 'string',
         value: 'BYTES',
@@ -35,7 +54,33 @@ export const edgeStartCommand = defineCommand({
   },
   async run({ flags }, io) {
     let edge: RunningEdge;
-    if (flags.standalone) {
+    const spireFlags = (['spiffe-socket', 'cloud'] as const).filter((f) => flags[f] !== undefined);
+    if (flags.standalone && spireFlags.length > 0) {
+      throw new CliUsageError(`${spireFlags.map((f) => `--${f}`).join(', ')} select SPIRE mode and do not apply with --standalone`, { command: 'edge start' });
+    }
+    if (!flags.standalone && spireFlags.length > 0) {
+      if (flags.cloud === undefined) throw new CliUsageError('SPIRE mode (--spiffe-socket) needs --cloud HOST:PORT', { command: 'edge start' });
+      const other = (['policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl', 'socket', 'workload-sha256-limit'] as const).filter((f) => flags[f] !== undefined);
+      if (other.length > 0) {
+        throw new CliUsageError(`${other.map((f) => `--${f}`).join(', ')} do not apply in SPIRE mode (SPIRE serves the workloads; no Workload API here)`, {
+          command: 'edge start',
+        });
+      }
+      if (flags['data-dir'] !== undefined && existsSync(join(resolve(flags['data-dir']), 'join.json'))) {
+        throw new CliUsageError('--data-dir holds a join (join.json): a joined agent takes its identity from the cloud; use another directory for SPIRE mode', {
+          command: 'edge start',
+        });
+      }
+      const config = parseSpireEdgeConfig({
+        spiffeSocket: flags['spiffe-socket'],
+        cloud: flags.cloud,
+        trustDomain: flags['trust-domain'],
+        dataDir: flags['data-dir'],
+        env: io.env,
+      });
+      const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
+      edge = await runEdgeSpire(config, { logger, files: hostStateFiles });
+    } else if (flags.standalone) {
       const config = parseEdgeConfig({
         standalone: true,
         trustDomain: flags['trust-domain'],
@@ -62,6 +107,7 @@ export const edgeStartCommand = defineCommand({
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
       edge = await runEdgeJoined(config, { logger, files: hostStateFiles });
     }
+    if (edge.spiffeId !== undefined) io.stdout(`EDGEWARD_NODE_ID=${edge.spiffeId}\n`);
     io.stdout(`SPIFFE_ENDPOINT_SOCKET=${edge.endpoint}\n`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {

@@ -2,11 +2,11 @@
  * The cloud's admin methods (served on DIR/admin/admin.sock): join tokens, the node registry, entries,
  * the bundle and status. Parameters come from the local CLI but are still validated (deny by default).
  */
-import { bundleDigest, bundleToJson, type Clock, type TrustDomain } from '../../identity/index.js';
+import { bundleDigest, bundleToJson, EdgewardError, type Clock, type TrustDomain } from '../../identity/index.js';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, generateJoinToken } from '../../attestation/index.js';
 import type { AttestedNode, CloudStore } from '../store/index.js';
 import { CloudStoreError } from '../store/index.js';
-import type { CloudCa } from '../ca/index.js';
+import type { CloudCa, CloudIdentity } from '../ca/index.js';
 import { CloudAdminError, type CloudAdminHandlers, type CloudAdminLogger } from './server.js';
 
 /** Registration entries as the admin socket sees them (the CloudStore's entry table). */
@@ -16,10 +16,23 @@ export interface EntryAdmin {
   delete(id: string): boolean;
 }
 
+/**
+ * Admin refusals that depend on the cloud's mode.
+ * - `cloud-admin/attestation-external`: SPIRE mode (`--spiffe-socket`): SPIRE attests the nodes, so the
+ *   cloud issues no join tokens; register the node in SPIRE instead (docs/spire.md).
+ */
+export type CloudAdminModeErrorCode = 'cloud-admin/attestation-external';
+export class CloudAdminModeError extends EdgewardError<CloudAdminModeErrorCode> {}
+
 export interface CloudAdminDeps {
   trustDomain: TrustDomain;
   store: CloudStore;
-  ca: CloudCa;
+  /** The embedded CA; absent in SPIRE mode. */
+  ca?: CloudCa | undefined;
+  /** The cloud SVID and bundle (default: `ca`); in SPIRE mode the Workload API source. */
+  identity?: CloudIdentity | undefined;
+  /** `spire` when identities come from an external Workload API (default `embedded`). */
+  mode?: 'embedded' | 'spire';
   clock: Clock;
   logger: CloudAdminLogger;
   /** `HOST:PORT` edges use to reach the node API. */
@@ -73,6 +86,9 @@ function nameParam(p: Record<string, unknown>, key = 'name'): string {
 
 export function createCloudAdminHandlers(deps: CloudAdminDeps): CloudAdminHandlers {
   const { store, ca, clock, logger } = deps;
+  const identity: CloudIdentity | undefined = deps.identity ?? ca;
+  if (identity === undefined) throw new TypeError('createCloudAdminHandlers needs ca or identity');
+  const mode = deps.mode ?? 'embedded';
   const mustGet = (name: string): AttestedNode => {
     const n = store.getNode(name);
     if (n === undefined) throw new CloudStoreError('cloud-store/unknown-node', `no attested node "${name}"`, { detail: { node: name } });
@@ -81,6 +97,13 @@ export function createCloudAdminHandlers(deps: CloudAdminDeps): CloudAdminHandle
   const handlers: CloudAdminHandlers = {
     'token.create': (p) => {
       const node = nameParam(p, 'node');
+      if (mode === 'spire' || ca === undefined) {
+        logger.warn({ event: 'security.token_refused', code: 'cloud-admin/attestation-external', node: node.slice(0, 63) }, 'join token refused: SPIRE mode');
+        throw new CloudAdminModeError(
+          'cloud-admin/attestation-external',
+          'this cloud runs in SPIRE mode (--spiffe-socket): SPIRE attests the nodes, so there are no join tokens; register spiffe://TD/edgeward/node/NAME in SPIRE (docs/spire.md)',
+        );
+      }
       const ttl = p['ttlMs'] ?? DEFAULT_JOIN_TOKEN_TTL_MS;
       if (typeof ttl !== 'number') throw badRequest('ttlMs must be a number of milliseconds');
       const now = clock.now();
@@ -121,18 +144,19 @@ export function createCloudAdminHandlers(deps: CloudAdminDeps): CloudAdminHandle
       return { name, evicted };
     },
     'bundle.show': () => {
-      const b = ca.bundle();
+      const b = identity.bundle();
       return { trustDomain: deps.trustDomain.name, digest: bundleDigest(b), bundle: JSON.parse(bundleToJson(b)) as unknown };
     },
     'cloud.status': () => {
-      const svid = ca.svid();
+      const svid = identity.svid();
       return {
+        mode,
         trustDomain: deps.trustDomain.name,
         cloud: deps.cloudAddress(),
         spiffeId: svid.spiffeId.toString(),
         svid: { serial: svid.serialHex, notAfter: svid.notAfter },
-        bundleDigest: bundleDigest(ca.bundle()),
-        caSlots: ca.manager.slots.map((s) => ({ state: s.state, serial: s.cert.serialHex, notAfter: s.cert.notAfter })),
+        bundleDigest: bundleDigest(identity.bundle()),
+        caSlots: ca === undefined ? [] : ca.manager.slots.map((s) => ({ state: s.state, serial: s.cert.serialHex, notAfter: s.cert.notAfter })),
         nodes: store.listNodes().length,
         ...deps.status(),
       };

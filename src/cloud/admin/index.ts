@@ -8,5 +8,13 @@ export {
   type CloudAdminLogger,
   type CloudAdminServer,
 } from './server.js';
-export { createCloudAdminHandlers, nodeView, type CloudAdminDeps, type EntryAdmin, type NodeView } from './handlers.js';
+export {
+  createCloudAdminHandlers,
+  nodeView,
+  CloudAdminModeError,
+  type CloudAdminModeErrorCode,
+  type CloudAdminDeps,
+  type EntryAdmin,
+  type NodeView,
+} from './handlers.js';
 export { peerUidOf, CloudPeerCredError, type CloudPeerCredErrorCode } from './peercred.js';

@@ -17,6 +17,10 @@ import { EdgewardError } from '../../identity/index.js';
  *   opened from another source address (one code for all, so a prober learns nothing).
  * - `node-api/busy` (503): too many attestation sessions are open.
  * - `rate-limit/exceeded` (429): too many attestation attempts from this source address.
+ * - `node-api/attestation-external` (403, SPIRE mode): `/v1/attest` is closed: node attestation is done by
+ *   SPIRE, which issues the node SVIDs.
+ * - `node-api/external-identity` (403, SPIRE mode): the request needs the embedded CA (`renew.request`,
+ *   `svids.request`, `jwt.request`); node and workload SVIDs come from SPIRE's Workload API.
  * - `node-service/bad-config`: `createNodeService` was given inconsistent settings (never on the wire).
  * - `internal` (500): what `authenticate` throws for an unexpected failure (logged with its cause);
  *   message always "internal error".
@@ -31,6 +35,8 @@ export const NODE_SERVICE_ERROR_CODES = [
   'node-api/unknown-session',
   'node-api/busy',
   'rate-limit/exceeded',
+  'node-api/attestation-external',
+  'node-api/external-identity',
   'node-service/bad-config',
   'internal',
 ] as const;

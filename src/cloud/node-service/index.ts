@@ -14,3 +14,4 @@ export {
   type AuthenticatedNode,
   type NodeService,
 } from './service.js';
+export { createSpireNodeService, type SpireNodeServiceDeps } from './spire-service.js';

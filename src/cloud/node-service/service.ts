@@ -148,6 +148,9 @@ const STATUS: Readonly<Record<string, number>> = {
   'node-api/unknown-session': 400,
   'node-api/busy': 503,
   'rate-limit/exceeded': 429,
+  // SPIRE mode: not a malformed request, a service this cloud does not offer.
+  'node-api/attestation-external': 403,
+  'node-api/external-identity': 403,
 };
 
 function isPeerError(e: unknown): e is EdgewardError {
@@ -189,7 +192,7 @@ interface Session {
 }
 
 /** Security event names by code (the `security.<what>` of the log line). */
-function eventFor(code: string, phase: 'attest' | 'authenticate' | 'request'): string {
+export function eventFor(code: string, phase: 'attest' | 'authenticate' | 'request'): string {
   if (code === 'rate-limit/exceeded') return 'security.rate_limited';
   if (code === 'node-api/busy') return 'security.attestation_busy';
   if (code === 'node/banned') return 'security.node_banned';
@@ -207,7 +210,7 @@ function jwtExpiry(token: string): number {
   return payload.exp * 1000;
 }
 
-function toNodeEntry(e: RegistrationEntry): NodeEntry {
+export function toNodeEntry(e: RegistrationEntry): NodeEntry {
   const n: NodeEntry = {
     id: e.id,
     spiffeId: e.spiffeId.toString(),

@@ -14,3 +14,4 @@ export {
   type NodeApiServerOptions,
   type NodeApiServerStats,
 } from './node-api-server.js';
+export { identityFromSource, SourceIdentityError, type SourceIdentityErrorCode } from './source-identity.js';

@@ -21,6 +21,10 @@
  * - Node selectors (schema 2): every node has `node:name:N` and `node:method:M`, plus what the attestation
  *   proved (`x509pop:subject:cn:CN`, `tpm:ek-hash:HEX`), replaced at each attestation. They decide which
  *   node-alias entries apply to the node (reference §3 "Registration entries").
+ * - SPIRE mode (schema 3: method `spire`): nodes attested by an external SPIRE are recorded on their first
+ *   authenticated contact (`recordSpireNode`); their serial is the last one seen (SPIRE rotates node SVIDs,
+ *   nothing is pinned); ban/unban/evict work as for any node. A name held by an embedded-mode record is
+ *   not taken over (and vice versa) until an operator evicts it.
  * - Registration entries (schema 2; SPIRE's model, reference §3): validated with `validateEntryInput`,
  *   unique by spiffeId + parentId + selector set, each carrying the store revision at which it was
  *   written; every entry write bumps the revision (meta `entries_revision`). Parsed entries are cached per
@@ -77,8 +81,18 @@ export function cloudSpiffeId(td: TrustDomain): SpiffeId {
   return SpiffeId.fromSegments(td, ...CLOUD_ID_PATH);
 }
 
+/**
+ * How a node record came to be: one of the embedded attestation methods, or `spire` (SPIRE mode, issue #4
+ * "Bring your own SPIRE": SPIRE attested the node; the cloud records it on its first authenticated contact
+ * with a SPIRE-issued node SVID, `recordSpireNode`).
+ */
+export const NODE_RECORD_METHODS = [...NODE_ATTESTATION_METHODS, 'spire'] as const;
+export type NodeRecordMethod = (typeof NODE_RECORD_METHODS)[number];
+/** The fingerprint recorded for SPIRE nodes: the credential is SPIRE's (its SVIDs rotate), nothing to pin. */
+export const SPIRE_NODE_FINGERPRINT = 'spire';
+
 /** The selectors every node has: `node:name:N`, `node:method:M`. */
-export function baseNodeSelectors(name: string, method: NodeAttestationMethod): string[] {
+export function baseNodeSelectors(name: string, method: NodeRecordMethod): string[] {
   return [`node:method:${method}`, `node:name:${name}`];
 }
 
@@ -102,7 +116,7 @@ export interface AttestedNodeInput {
 export interface AttestedNode {
   readonly name: string;
   readonly spiffeId: SpiffeId;
-  readonly method: NodeAttestationMethod;
+  readonly method: NodeRecordMethod;
   readonly fingerprint: string;
   /** Serial of the node SVID in force; undefined while banned (ban clears it). */
   readonly serialHex: string | undefined;
@@ -167,6 +181,14 @@ export interface CloudStore extends JoinTokenConsumer {
   getNode(name: string): AttestedNode | undefined;
   /** All nodes, by name. */
   listNodes(): readonly AttestedNode[];
+  /**
+   * SPIRE mode: a node presented a valid SPIRE-issued node SVID. Creates the record (method `spire`,
+   * change `attested`) on first contact, else records the last-seen serial and expiry (SPIRE rotates node
+   * SVIDs, so serials are not pinned). Returns the record as it is now. Throws `cloud-store/node-banned`
+   * for a banned node, `cloud-store/fingerprint-mismatch` when the name is held by an embedded-mode record
+   * (join_token, x509pop, tpm: evict it first), `node-name/invalid`, `cloud-store/invalid`.
+   */
+  recordSpireNode(name: string, serialHex: string, notAfter: number): { node: AttestedNode; created: boolean };
   /** Record the serial of a renewed SVID; the current one stays valid until it is used. */
   setPendingSerial(name: string, serialHex: string, notAfter?: number): AttestedNode;
   /**
@@ -272,6 +294,30 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX entries_parent ON entries (parent_id);
   INSERT INTO meta (key, value) VALUES ('entries_revision', '0');
   `,
+  // 3: method 'spire' (SPIRE mode: nodes attested by SPIRE, recorded on first contact). SQLite cannot
+  // change a CHECK constraint in place, so the table is rebuilt with every row and column kept.
+  `
+  CREATE TABLE nodes_v3 (
+    name              TEXT    PRIMARY KEY,
+    method            TEXT    NOT NULL CHECK (method IN ('join_token', 'x509pop', 'tpm', 'spire')),
+    fingerprint       TEXT    NOT NULL,
+    serial            TEXT,
+    not_after         INTEGER,
+    pending_serial    TEXT,
+    pending_not_after INTEGER,
+    reattestable      INTEGER NOT NULL CHECK (reattestable IN (0, 1)),
+    banned            INTEGER NOT NULL CHECK (banned IN (0, 1)),
+    attested_at       INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    selectors         TEXT    NOT NULL DEFAULT '[]'
+  ) STRICT;
+  INSERT INTO nodes_v3 (name, method, fingerprint, serial, not_after, pending_serial, pending_not_after, reattestable, banned,
+    attested_at, updated_at, selectors)
+    SELECT name, method, fingerprint, serial, not_after, pending_serial, pending_not_after, reattestable, banned,
+    attested_at, updated_at, selectors FROM nodes;
+  DROP TABLE nodes;
+  ALTER TABLE nodes_v3 RENAME TO nodes;
+  `,
 ];
 export const CLOUD_STORE_SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -376,6 +422,10 @@ function isMethod(m: unknown): m is NodeAttestationMethod {
   return typeof m === 'string' && (NODE_ATTESTATION_METHODS as readonly string[]).includes(m);
 }
 
+function isRecordMethod(m: unknown): m is NodeRecordMethod {
+  return typeof m === 'string' && (NODE_RECORD_METHODS as readonly string[]).includes(m);
+}
+
 /** Create the file with mode 0600 (or tighten an existing one); refuse symlinks and non-regular files. */
 function prepareFile(path: string, create: boolean): void {
   let fd: number;
@@ -459,6 +509,10 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       VALUES (@name, @method, @fingerprint, @serial, @not_after, NULL, NULL, @reattestable, 0, @now, @now, @selectors)`),
     nodeReattest: db.prepare(`UPDATE nodes SET fingerprint = @fingerprint, serial = @serial, not_after = @not_after, pending_serial = NULL,
       pending_not_after = NULL, reattestable = @reattestable, updated_at = @now, selectors = @selectors WHERE name = @name`),
+    nodeSpireInsert: db.prepare(`INSERT INTO nodes (name, method, fingerprint, serial, not_after, pending_serial, pending_not_after,
+      reattestable, banned, attested_at, updated_at, selectors)
+      VALUES (@name, 'spire', @fingerprint, @serial, @not_after, NULL, NULL, 0, 0, @now, @now, '[]')`),
+    nodeSpireSeen: db.prepare('UPDATE nodes SET serial = @serial, not_after = @not_after, updated_at = @now WHERE name = @name'),
     nodeSetPending: db.prepare('UPDATE nodes SET pending_serial = ?, pending_not_after = ?, updated_at = ? WHERE name = ?'),
     nodePromote: db.prepare(`UPDATE nodes SET serial = pending_serial, not_after = COALESCE(pending_not_after, not_after),
       pending_serial = NULL, pending_not_after = NULL, updated_at = ? WHERE name = ?`),
@@ -553,7 +607,7 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
     const optSerial = (s: string | null): boolean => s === null || SERIAL_PATTERN.test(s);
     const optTime = (t: number | null): boolean => t === null || isTime(t);
     if (
-      !isMethod(r.method) ||
+      !isRecordMethod(r.method) ||
       typeof r.fingerprint !== 'string' ||
       r.fingerprint.length > MAX_NODE_FINGERPRINT_LENGTH ||
       !FINGERPRINT_PATTERN.test(r.fingerprint) ||
@@ -773,6 +827,32 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
 
     listNodes(): readonly AttestedNode[] {
       return read(() => Object.freeze((stmt.nodeAll.all() as NodeRow[]).map(nodeFromRow)));
+    },
+
+    recordSpireNode(nameIn: string, serialHex: string, notAfter: number): { node: AttestedNode; created: boolean } {
+      const name = parseNodeName(nameIn);
+      const serial = checkSerial('serialHex', serialHex);
+      const na = checkTime('notAfter', notAfter);
+      const result = write((): { node: AttestedNode; created: boolean } => {
+        const row = getRow(name);
+        const now = clock.now();
+        if (row === undefined) {
+          stmt.nodeSpireInsert.run({ name, fingerprint: SPIRE_NODE_FINGERPRINT, serial, not_after: na, now });
+          return { node: nodeFromRow(mustGet(name)), created: true };
+        }
+        notBanned(row);
+        if (row.method !== 'spire') {
+          throw new CloudStoreError('cloud-store/fingerprint-mismatch', `node "${name}" is recorded as attested by ${row.method}; evict it first`, {
+            detail: { node: name, method: row.method },
+          });
+        }
+        if (row.serial === serial && row.not_after === na) return { node: nodeFromRow(row), created: false };
+        stmt.nodeSpireSeen.run({ name, serial, not_after: na, now });
+        return { node: nodeFromRow(mustGet(name)), created: false };
+      });
+      // A new record is news (listeners re-check connections); a new last-seen serial is not: SPIRE rotates.
+      if (result.created) emit('attested', name);
+      return result;
     },
 
     setPendingSerial(name: string, serialHex: string, notAfter?: number): AttestedNode {

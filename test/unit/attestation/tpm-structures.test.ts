@@ -514,22 +514,22 @@ describe('tpm on the node-attestor port', () => {
   }
 
   it('runs begin -> challenge bytes -> response bytes -> done with the EK fingerprint, re-attestable', () => {
-    const { session, done } = runPort(createTpmAttestor({ manufacturerCas: [ca.der] }));
+    const { session, done } = runPort(createTpmAttestor({ manufacturerCas: [ca.der] }, { allowAnyEk: true }));
     expect(done()).toEqual({ kind: 'done', method: 'tpm', nodeName: 'edge-1', fingerprint, reattestable: true });
     expect(() => session.step(Buffer.alloc(1), NOW)).toThrow(); // single use
   });
 
-  it('binds node names to enrolled EK fingerprints when configured', () => {
-    const enrolled = createTpmAttestor({ manufacturerCas: [ca.der] }, { ekHashForNode: (n) => (n === 'edge-1' ? fingerprint : undefined) });
+  it('binds node names to enrolled EK fingerprints (deny by default)', () => {
+    const enrolled = createTpmAttestor({ manufacturerCas: [ca.der] }, { enrolled: (n: string) => (n === 'edge-1' ? `sha256:${fingerprint}` : undefined) });
     expect(runPort(enrolled).done().kind).toBe('done');
-    const other = createTpmAttestor({ manufacturerCas: [ca.der] }, { ekHashForNode: () => 'ab'.repeat(32) });
-    expect(codeOf(() => other.begin(tpmPayload(request), ctx).step(undefined, NOW))).toBe('tpm/wrong-node');
-    const none = createTpmAttestor({ manufacturerCas: [ca.der] }, { ekHashForNode: () => undefined });
-    expect(codeOf(() => none.begin(tpmPayload(request), ctx).step(undefined, NOW))).toBe('tpm/wrong-node');
+    const other = createTpmAttestor({ manufacturerCas: [ca.der] }, { enrolled: () => `sha256:${'ab'.repeat(32)}` });
+    expect(codeOf(() => other.begin(tpmPayload(request), ctx).step(undefined, NOW))).toBe('tpm/ek-not-enrolled');
+    const none = createTpmAttestor({ manufacturerCas: [ca.der] }, { enrolled: new Map() });
+    expect(codeOf(() => none.begin(tpmPayload(request), ctx).step(undefined, NOW))).toBe('tpm/ek-not-enrolled');
   });
 
   it('refuses a stale nonce through the port too', () => {
-    const attestor = createTpmAttestor({ manufacturerCas: [ca.der] });
+    const attestor = createTpmAttestor({ manufacturerCas: [ca.der] }, { allowAnyEk: true });
     const { done } = runPort(attestor, (c) => ({ ...c, nonce: Buffer.alloc(32, 1) }));
     expect(codeOf(done)).toBe('tpm/stale-nonce');
   });

@@ -10,13 +10,17 @@
  *             TpmChallengeSession.complete
  *   done      fingerprint = sha256(EK SubjectPublicKeyInfo) hex; re-attestable (the EK never changes).
  *
- * Node names: an EK certificate names no node. With `ekHashForNode` the operator enrolls TPMs by name
- * (node name -> EK fingerprint, e.g. read off `edgeward` on the device) and a TPM can only join as the
- * node it was enrolled for; without it any TPM of the configured manufacturers can claim a name and the
- * cloud must pin the fingerprint it records with the node on first join.
+ * Node names: an EK certificate names no node, so the attestor denies by default (as SPIRE's TPM
+ * plugins pin EK hashes): the operator enrols each TPM by node name (`enrolled`: node name ->
+ * `sha256:HEX`, the hash printed by `edgeward edge tpm-ek-hash` on the device, also recorded as the
+ * node selector `tpm:ek-hash:HEX`), and a TPM can only join as the node it was enrolled for; anything
+ * else is `tpm/ek-not-enrolled`, whose message carries the EK hash (public) so the operator can enrol
+ * it. `allowAnyEk: true` is the explicit, UNSAFE opt-out: any TPM of the configured manufacturers may
+ * then claim any unused node name (the cloud still pins the fingerprint it records on first join).
  */
+import { createHash } from 'node:crypto';
 import { decodeBase64Strict, sequentialSession, type NodeAttestorPlugin } from '../attestor.js';
-import { MAX_CERT_BYTES } from '../../../identity/index.js';
+import { MAX_CERT_BYTES, parseCertificate } from '../../../identity/index.js';
 import { TpmAttestationError } from './errors.js';
 import { MAX_EK_INTERMEDIATES } from './ek.js';
 import { MAX_TPM_ATTEST_BYTES, MAX_TPM_PUBLIC_BYTES, MAX_TPM_SIGNATURE_BYTES, tpm2b, TpmReader } from './structures.js';
@@ -31,7 +35,28 @@ import {
 
 const PAYLOAD_KEYS: ReadonlySet<string> = new Set(['ekCert', 'akPublic', 'ekPublic', 'ekIntermediates']);
 const MAX_CHALLENGE_PART = 1024;
-const EK_HASH = /^[0-9a-f]{64}$/;
+/** `sha256:` + 64 lower-case hex digits. */
+const EK_HASH = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * The EK hash of an EK certificate (DER) as operators enrol it: `sha256:` + hex(SHA-256(the certificate's
+ * SubjectPublicKeyInfo DER)), lower case. The same value as `TpmAttestationResult.ekPublicKeyHash` (and the
+ * `tpm:ek-hash:HEX` node selector) with the prefix. Throws `tpm/malformed` for an unparsable certificate.
+ */
+export function ekCertificateHash(ekCertDer: Buffer): string {
+  let spki: Buffer;
+  try {
+    spki = parseCertificate(ekCertDer).spki;
+  } catch (e) {
+    throw new TpmAttestationError('tpm/malformed', `EK certificate: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
+}
+
+/** True for a well-formed enrolled EK hash (`sha256:` + 64 lower-case hex digits). */
+export function isEkHash(s: unknown): s is string {
+  return typeof s === 'string' && EK_HASH.test(s);
+}
 
 function malformed(message: string): never {
   throw new TpmAttestationError('tpm/malformed', message);
@@ -92,18 +117,48 @@ export function decodeTpmChallengeResponse(bytes: Buffer): TpmChallengeResponse 
   return { activatedSecret, quote, quoteSignature };
 }
 
-export interface TpmAttestorOptions {
-  /**
-   * The EK fingerprint (sha256 of the EK SubjectPublicKeyInfo, lower-case hex) enrolled for a node name,
-   * or undefined when the name has none (then the node is refused: `tpm/wrong-node`). Omit the option to
-   * accept any TPM of the configured manufacturers under any name.
-   */
-  ekHashForNode?: (nodeName: string) => string | undefined;
+/**
+ * Which TPM may join as which node. Deny by default: a node name without an enrolled EK hash is refused.
+ * Required (no default) so that every caller decides.
+ */
+export type TpmAttestorOptions =
+  | {
+      /**
+       * Node name -> enrolled EK hash (`sha256:HEX`, see `ekCertificateHash`), as a map or a lookup.
+       * Names not listed (or listed with another hash) are refused with `tpm/ek-not-enrolled`.
+       */
+      readonly enrolled: ReadonlyMap<string, string> | ((nodeName: string) => string | undefined);
+      readonly allowAnyEk?: false;
+    }
+  | {
+      /**
+       * UNSAFE opt-out: accept any TPM whose EK certificate chains to a configured manufacturer CA under
+       * any node name (a stolen or second-hand TPM of that manufacturer can claim any unused name).
+       */
+      readonly allowAnyEk: true;
+      readonly enrolled?: undefined;
+    };
+
+function enrolmentLookup(options: TpmAttestorOptions): ((nodeName: string) => string | undefined) | 'any' {
+  if (typeof options !== 'object' || options === null) throw new TpmAttestationError('tpm/config', 'tpm attestor options are required (enrolled EKs or allowAnyEk)');
+  if (options.allowAnyEk === true) {
+    if (options.enrolled !== undefined) throw new TpmAttestationError('tpm/config', 'allowAnyEk and enrolled exclude each other');
+    return 'any';
+  }
+  const e = options.enrolled;
+  if (typeof e === 'function') return e;
+  if (!(e instanceof Map)) throw new TpmAttestationError('tpm/config', 'enrolled must be a Map of node name -> sha256:HEX or a lookup function');
+  for (const [name, hash] of e) {
+    if (!isEkHash(hash)) throw new TpmAttestationError('tpm/config', `enrolled EK hash for ${String(name).slice(0, 63)} must be sha256: and 64 lower-case hex digits`);
+  }
+  const copy = new Map(e);
+  return (n) => copy.get(n);
 }
 
 /** `tpm` as a node attestor. Re-attestable: the same TPM can join again with a new AK. */
-export function createTpmAttestor(config: TpmVerifierConfig, options: TpmAttestorOptions = {}): NodeAttestorPlugin {
+export function createTpmAttestor(config: TpmVerifierConfig, options: TpmAttestorOptions): NodeAttestorPlugin {
   const verifier = new TpmVerifier(config);
+  const lookup = enrolmentLookup(options);
   return {
     method: 'tpm',
     begin(payload, ctx) {
@@ -114,10 +169,16 @@ export function createTpmAttestor(config: TpmVerifierConfig, options: TpmAttesto
         (_input, now) => {
           session = verifier.begin(request, now);
           fingerprint = session.ekPublicKeyHash;
-          if (options.ekHashForNode !== undefined) {
-            const enrolled = options.ekHashForNode(ctx.nodeName);
-            if (enrolled === undefined || !EK_HASH.test(enrolled) || enrolled !== fingerprint) {
-              throw new TpmAttestationError('tpm/wrong-node', 'this TPM is not enrolled for the claimed node name', { detail: { node: ctx.nodeName } });
+          // Deny by default (checked before any challenge is made): the EK must be enrolled for this name.
+          if (lookup !== 'any') {
+            const ekHash = `sha256:${fingerprint}`;
+            const enrolled = lookup(ctx.nodeName);
+            if (!isEkHash(enrolled) || enrolled !== ekHash) {
+              throw new TpmAttestationError(
+                'tpm/ek-not-enrolled',
+                `the TPM with EK ${ekHash} is not enrolled for node ${ctx.nodeName}; enrol it in attestors.tpm.enrolled`,
+                { detail: { node: ctx.nodeName, ek_hash: ekHash } },
+              );
             }
           }
           return { kind: 'challenge', challenge: encodeTpmChallenge(session.challenge) };

@@ -32,8 +32,12 @@ export const TPM_ATTESTATION_ERROR_CODES = [
   'tpm/challenge-expired',
   /** The session was already completed or failed (challenges are single use). */
   'tpm/session-state',
-  /** The TPM (EK fingerprint) is not the one enrolled for the node name the agent claims. */
-  'tpm/wrong-node',
+  /**
+   * No EK is enrolled for the node name the agent claims, or another one is (deny by default: an EK
+   * certificate names no node). The message carries the EK hash (`sha256:HEX`, public) so that the
+   * operator can enrol it.
+   */
+  'tpm/ek-not-enrolled',
 ] as const;
 export type TpmAttestationErrorCode = (typeof TPM_ATTESTATION_ERROR_CODES)[number];
 export class TpmAttestationError extends EdgewardError<TpmAttestationErrorCode> {}

@@ -73,6 +73,8 @@ export {
 } from './verifier.js';
 export {
   createTpmAttestor,
+  ekCertificateHash,
+  isEkHash,
   tpmPayload,
   decodeTpmPayload,
   encodeTpmChallenge,

@@ -1,0 +1,216 @@
+/**
+ * The SPIRE-mode edge's HTTPS client of the cloud node API (issue #4 "Bring your own SPIRE").
+ *
+ * Same transport as the joined agent's CloudClient (TLS 1.3 only, `POST /v1/node` over mTLS), but all
+ * trust material comes from the identity port (`IdentitySource`, here the SPIRE agent's Workload API):
+ * - the client certificate is the node SVID `spiffe://TD/edgeward/node/NAME` the source holds now;
+ * - the server must present an X509-SVID that chains to the trust domain's bundle from the same source and
+ *   whose ID is exactly `spiffe://TD/edgeward/cloud` (by ID, never by host name), checked inside the
+ *   handshake (`checkServerIdentity` with `rejectUnauthorized`), so nothing is sent to any other server.
+ *   No digest pinning: the bundle comes from the local, kernel-attested SPIRE agent.
+ * - `rebuild()` (on rotation) retires the connection pool so that the next request presents the new SVID
+ *   and trusts the new bundle; TLS sessions are not cached (every connection is checked in full).
+ * - A connection on which a request succeeded that the cloud closes (a ban or an eviction closes them at
+ *   once, or the keep-alive timeout) is reported through `onSessionClosed`, so the agent can contact the
+ *   cloud again and learn why, instead of waiting for its next period.
+ */
+import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import type { Socket } from 'node:net';
+import { isIP } from 'node:net';
+import {
+  derToPem,
+  EdgewardError,
+  pkcs8FromPrivateKey,
+  validateX509Svid,
+  type Clock,
+  type IdentitySource,
+  type TrustDomain,
+} from '../../identity/index.js';
+import { decodeCloudToEdge, encodeNodeApiMessage, type CloudToEdgeMessage, type EdgeToCloudMessage } from '../../protocol/index.js';
+import { cloudSpiffeId, MAX_CLOUD_RESPONSE_BYTES, type CloudAddress } from '../cloud-client/client.js';
+import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
+
+const MAX_PEER_CHAIN = 10;
+
+export interface SpireCloudClientOptions {
+  address: CloudAddress;
+  /** The node SVID and the bundles (SPIRE's Workload API). */
+  source: IdentitySource;
+  trustDomain: TrustDomain;
+  clock: Clock;
+  timeoutMs: number;
+  /** The cloud closed a connection on which a request had succeeded. */
+  onSessionClosed?: () => void;
+}
+
+function peerChain(cert: PeerCertificate | DetailedPeerCertificate | undefined): Buffer[] {
+  const out: Buffer[] = [];
+  let c = cert as DetailedPeerCertificate | undefined;
+  while (c !== undefined && c !== null && Buffer.isBuffer(c.raw) && out.length < MAX_PEER_CHAIN) {
+    out.push(c.raw);
+    const next = c.issuerCertificate;
+    if (next === undefined || next === null || next === c || (Buffer.isBuffer(next.raw) && next.raw.equals(c.raw))) break;
+    c = next;
+  }
+  return out;
+}
+
+interface Material {
+  agent: Agent;
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+export class SpireCloudClient {
+  readonly address: CloudAddress;
+  readonly #o: SpireCloudClientOptions;
+  #material: Material | undefined;
+  /** Sockets a request succeeded on (so their closing ends a session). */
+  readonly #authed = new WeakSet<Socket>();
+  readonly #watched = new WeakSet<Socket>();
+  #closed = false;
+
+  constructor(o: SpireCloudClientOptions) {
+    this.address = o.address;
+    this.#o = o;
+  }
+
+  /** Drop the pooled connections: the next request uses the source's current SVID and bundle. */
+  rebuild(): void {
+    const m = this.#material;
+    this.#material = undefined;
+    m?.agent.destroy();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.rebuild();
+  }
+
+  /** POST /v1/node over mTLS with the node SVID. Throws CloudRefusedError (the cloud said no) or CloudClientError. */
+  async node(message: EdgeToCloudMessage): Promise<CloudToEdgeMessage> {
+    const body = Buffer.from(encodeNodeApiMessage(message), 'utf8');
+    const { status, body: answer } = await this.#send('/v1/node', body);
+    let reply: CloudToEdgeMessage;
+    try {
+      reply = decodeCloudToEdge(answer);
+    } catch (e) {
+      throw new CloudClientError('cloud-client/bad-response', `the cloud's answer is not a node API message (HTTP ${status})`, { cause: e });
+    }
+    if (reply.kind === 'error') throw new CloudRefusedError(reply.code, reply.message, status);
+    if (status !== 200) throw new CloudClientError('cloud-client/bad-response', `HTTP ${status} without an error message`);
+    return reply;
+  }
+
+  #materials(): Material {
+    if (this.#material !== undefined) return this.#material;
+    const svid = this.#o.source.svid(); // throws (typed) when the SVID expired and SPIRE sent no new one
+    const bundle = this.#o.source.bundles().get(this.#o.trustDomain);
+    if (bundle === undefined) throw new CloudClientError('cloud-client/not-ready', `no bundle for trust domain ${this.#o.trustDomain.name} from the Workload API`);
+    this.#material = {
+      agent: new Agent({ keepAlive: true, maxSockets: 4, maxFreeSockets: 1, maxCachedSessions: 0 }),
+      caPem: bundle.x509Authorities.map((d) => derToPem(d, 'CERTIFICATE')).join(''),
+      certPem: svid.chainDer.map((d) => derToPem(Buffer.from(d), 'CERTIFICATE')).join(''),
+      keyPem: derToPem(pkcs8FromPrivateKey(svid.privateKey), 'PRIVATE KEY'),
+    };
+    return this.#material;
+  }
+
+  /** The server's chain must be an X509-SVID of the trust domain's bundle with the cloud's exact ID. */
+  #checkServer(chain: readonly Buffer[]): Error | undefined {
+    const td = this.#o.trustDomain;
+    try {
+      const v = validateX509Svid(chain, this.#o.source.bundles(), this.#o.clock.now(), { trustDomain: td });
+      if (!v.spiffeId.equals(cloudSpiffeId(td))) {
+        return new CloudClientError('cloud-client/untrusted-server', `the server is ${v.spiffeId.toString().slice(0, 200)}, not the cloud`);
+      }
+      return undefined;
+    } catch (e) {
+      const code = e instanceof EdgewardError ? e.code : 'unknown';
+      return new CloudClientError('cloud-client/untrusted-server', `the server's certificate is not the cloud's X509-SVID (${code})`, { cause: e });
+    }
+  }
+
+  #send(path: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
+    if (this.#closed) return Promise.reject(new CloudClientError('cloud-client/unreachable', 'the client is closed'));
+    let m: Material;
+    try {
+      m = this.#materials();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const opts: RequestOptions = {
+      host: this.address.host,
+      port: this.address.port,
+      method: 'POST',
+      path,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      agent: m.agent,
+      ca: m.caPem,
+      cert: m.certPem,
+      key: m.keyPem,
+      rejectUnauthorized: true,
+      // Inside the handshake, after OpenSSL verified the chain to the bundle: an error destroys the socket
+      // before 'secureConnect', so the buffered request is never sent.
+      checkServerIdentity: (_host, cert) => this.#checkServer(peerChain(cert)),
+      headers: { 'content-type': 'application/json', 'content-length': String(body.length), accept: 'application/json' },
+    };
+    if (isIP(this.address.host) === 0) opts.servername = this.address.host;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (e: unknown): void => {
+        if (settled) return;
+        settled = true;
+        const code = String((e as { code?: unknown } | undefined)?.code ?? '');
+        if (e instanceof EdgewardError) reject(e);
+        else if (/CERT|VERIFY|SELF_SIGNED|ISSUER/.test(code)) reject(new CloudClientError('cloud-client/untrusted-server', `the server's certificate does not chain to the SPIRE bundle (${code})`, { cause: e }));
+        else reject(new CloudClientError('cloud-client/unreachable', `cannot reach the cloud at ${this.address.text}: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
+      };
+      const req = httpsRequest(opts, (res: IncomingMessage) => {
+        const socket = res.socket as Socket;
+        const declared = Number(res.headers['content-length'] ?? '0');
+        if (declared > MAX_CLOUD_RESPONSE_BYTES) {
+          res.destroy();
+          fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
+          return;
+        }
+        const parts: Buffer[] = [];
+        let size = 0;
+        res.on('data', (b: Buffer) => {
+          size += b.length;
+          if (size > MAX_CLOUD_RESPONSE_BYTES) {
+            res.destroy();
+            req.destroy();
+            fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          parts.push(b);
+        });
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          if (res.statusCode === 200) this.#authed.add(socket);
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) });
+        });
+        res.on('error', fail);
+        res.on('aborted', () => fail(new CloudClientError('cloud-client/unreachable', 'the cloud closed the connection mid-answer')));
+      });
+      req.on('socket', (s: Socket) => {
+        if (this.#watched.has(s)) return;
+        this.#watched.add(s);
+        s.once('close', () => {
+          // Only the live pool's sockets count: retired pools (rotation, close) are closed by us.
+          if (this.#closed || this.#material?.agent !== m.agent || !this.#authed.has(s)) return;
+          this.#o.onSessionClosed?.();
+        });
+      });
+      req.setTimeout(this.#o.timeoutMs, () => req.destroy(new CloudClientError('cloud-client/timeout', `no answer from the cloud within ${this.#o.timeoutMs} ms`)));
+      req.on('error', fail);
+      req.end(body);
+    });
+  }
+}
