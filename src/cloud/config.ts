@@ -37,7 +37,7 @@
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { certsFromPem, EdgewardError, parseDuration, TrustDomain } from '../identity/index.js';
+import { certsFromPem, collectProblems, EdgewardError, isLogLevel, parseDuration, STRICT_YAML_OPTIONS, TrustDomain, type LogLevel } from '../identity/index.js';
 import { createX509PopTrust, isEkHash, isNodeName, parseManufacturerCa } from '../attestation/index.js';
 
 export type CloudConfigErrorCode = 'cloud-config/invalid';
@@ -50,7 +50,7 @@ export class CloudConfigError extends EdgewardError<CloudConfigErrorCode> {
   }
 }
 
-export type CloudLogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type CloudLogLevel = LogLevel;
 
 export interface CloudListenAddress {
   readonly host: string;
@@ -132,7 +132,6 @@ export const DEFAULT_CLOUD_CA_TTL_MS = 7 * DAY;
 const MAX_CONFIG_FILE_BYTES = 256 * 1024;
 const MAX_CA_BUNDLE_BYTES = 1024 * 1024;
 const MAX_UNIX_PATH = 107;
-const LOG_LEVELS: readonly CloudLogLevel[] = ['debug', 'info', 'warn', 'error'];
 
 const FILE_KEYS = [
   'trustDomain',
@@ -181,15 +180,7 @@ function readBounded(path: string, max: number): Buffer {
 }
 
 function parseYamlObject(text: string): Obj {
-  const docs = parseAllDocuments(text, {
-    version: '1.2',
-    schema: 'core',
-    uniqueKeys: true,
-    stringKeys: true,
-    merge: false,
-    strict: true,
-    resolveKnownTags: false,
-  });
+  const docs = parseAllDocuments(text, STRICT_YAML_OPTIONS);
   if (!Array.isArray(docs) || docs.length !== 1) throw new Error('must contain exactly one YAML document');
   const doc = docs[0]!;
   const issue = [...doc.errors, ...doc.warnings][0];
@@ -269,16 +260,8 @@ function parseTpmEnrolment(o: Obj, problems: string[]): { enrolled: ReadonlyMap<
 }
 
 export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
-  const problems: string[] = [];
+  const { problems, take } = collectProblems();
   const cwd = input.cwd ?? process.cwd();
-  const take = <T>(f: () => T, what: string): T | undefined => {
-    try {
-      return f();
-    } catch (e) {
-      problems.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
-      return undefined;
-    }
-  };
   const env = input.env;
   const envStr = (k: string): string | undefined => {
     const v = env[k];
@@ -359,7 +342,7 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
   }
 
   const levelText = envStr('EDGEWARD_LOG_LEVEL') ?? fileString('logLevel') ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(levelText)) problems.push('EDGEWARD_LOG_LEVEL (or logLevel) must be debug, info, warn or error');
+  if (!isLogLevel(levelText)) problems.push('EDGEWARD_LOG_LEVEL (or logLevel) must be debug, info, warn or error');
 
   const spiffeText = input.spiffeSocket ?? envStr('SPIFFE_ENDPOINT_SOCKET') ?? fileString('spiffeSocket');
   const spiffeSocket = spiffeText === undefined ? undefined : take(() => parseSpiffeSocket(spiffeText), '--spiffe-socket');

@@ -9,7 +9,7 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { bundleDigest, EdgewardError, type Clock, type StateFiles } from '../identity/index.js';
-import { WorkloadApiX509Source } from '../protocol/index.js';
+import { WorkloadApiX509Source, type OpenAdminSocket } from '../protocol/index.js';
 import {
   entryToDocument,
   createJoinTokenAttestor,
@@ -23,7 +23,7 @@ import {
 import { cloudSpiffeId, createCloudStore, type CloudStore } from './store/index.js';
 import { openCloudCa } from './ca/index.js';
 import { createNodeApiServer, identityFromSource } from './server/index.js';
-import { createCloudAdminHandlers, createCloudAdminServer } from './admin/index.js';
+import { createCloudAdminHandlers } from './admin/index.js';
 import { createNodeService, createSpireNodeService, type NodeService } from './node-service/index.js';
 import type { CloudCa, CloudIdentity } from './ca/index.js';
 import { formatListenAddress, type CloudConfig } from './config.js';
@@ -38,8 +38,10 @@ export interface CloudLogger {
 
 export interface CloudDeps {
   logger: CloudLogger;
-  /** Key files and atomic writes (src/cli/host supplies them). */
+  /** Key files, atomic writes and SQLite files (src/cli/host supplies them). */
   files: StateFiles;
+  /** The private admin socket server with its SO_PEERCRED check (src/cli/host supplies it). */
+  openAdminSocket: OpenAdminSocket;
   clock?: Clock;
 }
 
@@ -110,6 +112,7 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
   try {
     prepareDataDir(config.dataDir);
     const store = createCloudStore(config.dbPath, {
+      files: deps.files,
       trustDomain: config.trustDomain,
       clock,
       maxX509SvidTtlMs: config.maxWorkloadSvidTtlMs,
@@ -185,7 +188,7 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
     const cloudAddress = formatListenAddress({ host: reachableHost, port: bound.port });
     const startedAt = clock.now();
 
-    const admin = createCloudAdminServer({
+    const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,
       handlers: createCloudAdminHandlers({

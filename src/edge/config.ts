@@ -3,7 +3,7 @@
  * and environment in one place, every problem reported together, frozen afterwards.
  */
 import { isAbsolute, join, resolve } from 'node:path';
-import { EdgewardError, parseDuration, TrustDomain } from '../identity/index.js';
+import { collectProblems, EdgewardError, isLogLevel, parseDuration, TrustDomain, type LogLevel } from '../identity/index.js';
 import { parseEndpoint } from '../protocol/index.js';
 import { readJoinRecord, type JoinRecord } from './join/layout.js';
 import { parseCloudAddress } from './cloud-client/client.js';
@@ -48,23 +48,43 @@ export interface EdgeConfigInput {
 
 const MAX_UNIX_PATH = 107;
 
+/** DIR/admin/admin.sock, if DIR is known and the path fits a Unix socket address. */
+function adminSocketPathOf(dataDir: string | undefined, problems: string[]): string | undefined {
+  const path = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
+  if (path !== undefined && Buffer.byteLength(path) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
+  return path;
+}
+
+/** The Workload API socket: --socket, else DIR/public/api.sock. */
+function workloadSocketPathOf(socket: string | undefined, dataDir: string | undefined, problems: string[]): string | undefined {
+  const path = socket !== undefined ? resolve(socket) : dataDir !== undefined ? join(dataDir, 'public', 'api.sock') : undefined;
+  if (path !== undefined && Buffer.byteLength(path) > MAX_UNIX_PATH) problems.push(`socket path is longer than ${MAX_UNIX_PATH} bytes`);
+  return path;
+}
+
+/** --workload-sha256-limit in bytes; absent = -1 (unix:path, no hashing). */
+function workloadSizeLimitOf(text: string | undefined, problems: string[]): number {
+  if (text === undefined) return -1;
+  const n = /^[1-9][0-9]{0,11}$/.test(text) ? Number(text) : NaN;
+  if (Number.isSafeInteger(n) && n <= 4 * 1024 ** 3) return n;
+  problems.push('--workload-sha256-limit must be a whole number of bytes from 1 to 4294967296');
+  return -1;
+}
+
+function logLevelOf(env: Readonly<Record<string, string | undefined>>, problems: string[]): LogLevel {
+  const level = env['EDGEWARD_LOG_LEVEL'] ?? 'info';
+  if (isLogLevel(level)) return level;
+  problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
+  return 'info';
+}
+
 export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
-  const problems: string[] = [];
-  const take = <T>(f: () => T, what: string): T | undefined => {
-    try {
-      return f();
-    } catch (e) {
-      problems.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
-      return undefined;
-    }
-  };
+  const { problems, take } = collectProblems();
   if (!input.standalone) problems.push('this configuration is for --standalone (a joined agent is configured from DIR/join.json: parseJoinedEdgeConfig)');
   const td = input.trustDomain === undefined ? (problems.push('--trust-domain is required'), undefined) : take(() => TrustDomain.parse(input.trustDomain), '--trust-domain');
   const dataDir = input.dataDir === undefined ? (problems.push('--data-dir is required'), undefined) : resolve(input.dataDir);
-  const socketPath = input.socket !== undefined ? resolve(input.socket) : dataDir !== undefined ? join(dataDir, 'public', 'api.sock') : undefined;
-  if (socketPath !== undefined && Buffer.byteLength(socketPath) > MAX_UNIX_PATH) problems.push(`socket path is longer than ${MAX_UNIX_PATH} bytes`);
-  const adminSocketPath = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
-  if (adminSocketPath !== undefined && Buffer.byteLength(adminSocketPath) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
+  const socketPath = workloadSocketPathOf(input.socket, dataDir, problems);
+  const adminSocketPath = adminSocketPathOf(dataDir, problems);
   const policyFile = input.policy === undefined ? undefined : isAbsolute(input.policy) ? input.policy : resolve(input.policy);
   const dur = (v: string | undefined, dflt: number, what: string, min: number, max: number): number =>
     v === undefined ? dflt : (take(() => parseDuration(v, { min, max }), what) ?? dflt);
@@ -72,14 +92,8 @@ export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
   const x509SvidTtlMs = dur(input.x509Ttl, 3_600_000, '--x509-ttl', 1000, 7 * 24 * 3_600_000);
   const jwtSvidTtlMs = dur(input.jwtTtl, 5 * 60_000, '--jwt-ttl', 1000, 24 * 3_600_000);
   if (caTtlMs < 6 * Math.max(x509SvidTtlMs, jwtSvidTtlMs)) problems.push('--ca-ttl must be at least 6x the longest SVID TTL');
-  let workloadSizeLimit = -1;
-  if (input.workloadSha256Limit !== undefined) {
-    const n = /^[1-9][0-9]{0,11}$/.test(input.workloadSha256Limit) ? Number(input.workloadSha256Limit) : NaN;
-    if (!Number.isSafeInteger(n) || n > 4 * 1024 ** 3) problems.push('--workload-sha256-limit must be a whole number of bytes from 1 to 4294967296');
-    else workloadSizeLimit = n;
-  }
-  const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
+  const workloadSizeLimit = workloadSizeLimitOf(input.workloadSha256Limit, problems);
+  const level = logLevelOf(input.env, problems);
   if (problems.length > 0 || td === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined) {
     throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   }
@@ -100,7 +114,7 @@ export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
     // 100 MB runtime such as node. A negative limit means "path, no hash" (src/edge/attestor/unix.ts);
     // a binary larger than a positive limit fails attestation (as SPIRE's workload_size_limit).
     workloadSizeLimit,
-    logLevel: level as EdgeConfig['logLevel'],
+    logLevel: level,
   });
 }
 
@@ -145,18 +159,10 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
       problems.push(e instanceof Error ? e.message : String(e));
     }
   }
-  const socketPath = input.socket !== undefined ? resolve(input.socket) : dataDir !== undefined ? join(dataDir, 'public', 'api.sock') : undefined;
-  if (socketPath !== undefined && Buffer.byteLength(socketPath) > MAX_UNIX_PATH) problems.push(`socket path is longer than ${MAX_UNIX_PATH} bytes`);
-  const adminSocketPath = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
-  if (adminSocketPath !== undefined && Buffer.byteLength(adminSocketPath) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
-  let workloadSizeLimit = -1;
-  if (input.workloadSha256Limit !== undefined) {
-    const n = /^[1-9][0-9]{0,11}$/.test(input.workloadSha256Limit) ? Number(input.workloadSha256Limit) : NaN;
-    if (!Number.isSafeInteger(n) || n > 4 * 1024 ** 3) problems.push('--workload-sha256-limit must be a whole number of bytes from 1 to 4294967296');
-    else workloadSizeLimit = n;
-  }
-  const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
+  const socketPath = workloadSocketPathOf(input.socket, dataDir, problems);
+  const adminSocketPath = adminSocketPathOf(dataDir, problems);
+  const workloadSizeLimit = workloadSizeLimitOf(input.workloadSha256Limit, problems);
+  const level = logLevelOf(input.env, problems);
   if (problems.length > 0 || rec === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined) {
     throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   }
@@ -173,7 +179,7 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
     cloudTimeoutMs: 10_000,
     discoverWorkloadPath: true,
     workloadSizeLimit,
-    logLevel: level as JoinedEdgeConfig['logLevel'],
+    logLevel: level,
   });
 }
 
@@ -211,48 +217,29 @@ export interface SpireEdgeConfigInput {
 
 /** Build the SPIRE-mode config; every problem reported together. */
 export function parseSpireEdgeConfig(input: SpireEdgeConfigInput): SpireEdgeConfig {
-  const problems: string[] = [];
+  const { problems, take } = collectProblems();
   const envSocket = input.env['SPIFFE_ENDPOINT_SOCKET'];
   const spiffeSocket = input.spiffeSocket ?? (envSocket === '' ? undefined : envSocket);
   if (spiffeSocket === undefined) problems.push('--spiffe-socket (or SPIFFE_ENDPOINT_SOCKET) is required in SPIRE mode');
-  else {
-    try {
-      parseEndpoint(spiffeSocket);
-    } catch (e) {
-      problems.push(`--spiffe-socket: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-  if (input.cloud === undefined) problems.push('--cloud HOST:PORT is required in SPIRE mode');
-  else {
-    try {
-      parseCloudAddress(input.cloud);
-    } catch (e) {
-      problems.push(`--cloud: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-  let trustDomain: TrustDomain | undefined;
-  if (input.trustDomain !== undefined) {
-    try {
-      trustDomain = TrustDomain.parse(input.trustDomain);
-    } catch (e) {
-      problems.push(`--trust-domain: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
+  else take(() => parseEndpoint(spiffeSocket), '--spiffe-socket');
+  const cloud = input.cloud;
+  if (cloud === undefined) problems.push('--cloud HOST:PORT is required in SPIRE mode');
+  else take(() => parseCloudAddress(cloud), '--cloud');
+  const tdText = input.trustDomain;
+  const trustDomain = tdText === undefined ? undefined : take(() => TrustDomain.parse(tdText), '--trust-domain');
   const dataDir = input.dataDir === undefined ? undefined : resolve(input.dataDir);
-  const adminSocketPath = dataDir === undefined ? undefined : join(dataDir, 'admin', 'admin.sock');
-  if (adminSocketPath !== undefined && Buffer.byteLength(adminSocketPath) > MAX_UNIX_PATH) problems.push('--data-dir is too long for a Unix socket path');
-  const level = input.env['EDGEWARD_LOG_LEVEL'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) problems.push('EDGEWARD_LOG_LEVEL must be debug, info, warn or error');
-  if (problems.length > 0 || spiffeSocket === undefined || input.cloud === undefined) throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
+  const adminSocketPath = adminSocketPathOf(dataDir, problems);
+  const level = logLevelOf(input.env, problems);
+  if (problems.length > 0 || spiffeSocket === undefined || cloud === undefined) throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   return Object.freeze({
     mode: 'spire',
     spiffeSocket,
-    cloud: input.cloud,
+    cloud,
     trustDomain,
     dataDir,
     adminSocketPath,
     entriesSyncMs: DEFAULT_ENTRIES_SYNC_MS,
     cloudTimeoutMs: 10_000,
-    logLevel: level as SpireEdgeConfig['logLevel'],
+    logLevel: level,
   });
 }

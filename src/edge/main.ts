@@ -7,22 +7,19 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import {
   bundleToJson,
-  EdgewardError,
   SpiffeId,
   TrustBundle,
   type Clock,
   type StateFiles,
 } from '../identity/index.js';
 import { entryToDocument } from '../attestation/index.js';
-import { AccountDb } from './peercred/index.js';
-import { createUnixAttestor } from './attestor/index.js';
+import type { OpenAdminSocket } from '../protocol/index.js';
+import { createClosers, errFields, startAgentWorkloadApi } from './compose.js';
 import { createEntryStore, loadEntriesPolicy, type EntryStore } from './registration/index.js';
 import { LocalCa } from './local-ca/local-ca.js';
 import { localCaIssuer } from './local-ca/local-issuer.js';
 import { realTimers, type Timers } from './svid/timers.js';
-import { createAgentSource, type EntryCatalog, type TrustSource } from './workload-api/agent-source.js';
-import { createWorkloadApiServer } from './workload-api/server.js';
-import { createAdminServer } from './admin/server.js';
+import type { EntryCatalog, TrustSource } from './workload-api/agent-source.js';
 import type { EdgeConfig } from './config.js';
 
 export { runEdgeJoined } from './joined/agent.js';
@@ -38,8 +35,10 @@ export interface EdgeLogger {
 
 export interface EdgeDeps {
   logger: EdgeLogger;
-  /** Key files and atomic writes (src/cli/host supplies them). */
+  /** Key files, atomic writes and SQLite files (src/cli/host supplies them). */
   files: StateFiles;
+  /** The private admin socket server with its SO_PEERCRED check (src/cli/host supplies it). */
+  openAdminSocket: OpenAdminSocket;
   clock?: Clock;
   timers?: Timers;
 }
@@ -57,10 +56,6 @@ export interface RunningEdge {
 
 /** CA rotation is checked this often (SPIRE: every 10 s). */
 const CA_TICK_MS = 5_000;
-
-function errFields(e: unknown): Record<string, unknown> {
-  return e instanceof EdgewardError ? { code: e.code, err: e.message } : { err: String(e) };
-}
 
 function localTrust(ca: LocalCa, clock: Clock, jwtTtl: number, logger: EdgeLogger, timers: Timers): TrustSource & { close(): void } {
   const listeners = new Set<() => void>();
@@ -120,16 +115,8 @@ export async function runEdgeStandalone(config: EdgeConfig, deps: EdgeDeps): Pro
   // The data dir must be traversable by workloads (for public/api.sock); everything secret below it is 0700/0600.
   mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
   chmodSync(config.dataDir, 0o755);
-  const closers: Array<() => Promise<void> | void> = [];
-  const closeAll = async (): Promise<void> => {
-    for (const c of closers.reverse()) {
-      try {
-        await c();
-      } catch (e) {
-        log.warn({ event: 'edge.close_failed', ...errFields(e) }, 'a component failed to close');
-      }
-    }
-  };
+  const closers = createClosers(log);
+  const closeAll = closers.closeAll;
   try {
     const { ca, events } = LocalCa.open({
       dir: config.caDir,
@@ -145,6 +132,7 @@ export async function runEdgeStandalone(config: EdgeConfig, deps: EdgeDeps): Pro
     closers.push(() => trust.close());
 
     const store = createEntryStore(config.dbPath, {
+      files: deps.files,
       trustDomain: config.trustDomain,
       clock,
       maxX509SvidTtlMs: config.x509SvidTtlMs,
@@ -157,29 +145,18 @@ export async function runEdgeStandalone(config: EdgeConfig, deps: EdgeDeps): Pro
       log.info({ event: 'entries.policy_loaded', added: r.added, updated: r.updated, removed: r.removed }, 'registration entries loaded');
     }
 
-    const source = createAgentSource({
+    const { server } = await startAgentWorkloadApi(closers, {
+      config,
       clock,
       timers,
-      attestors: [
-        createUnixAttestor({
-          accounts: AccountDb.load(),
-          discoverWorkloadPath: config.discoverWorkloadPath,
-          workloadSizeLimit: config.workloadSizeLimit,
-        }),
-      ],
       entries: entryCatalog(store),
       issuer: localCaIssuer(ca, clock, config.x509SvidTtlMs),
       trust,
       onIssueFailed: (entryId, e) => log.error({ event: 'svid.issue_failed', entry_id: entryId, ...errFields(e) }, 'SVID issuance failed'),
+      logger: log,
     });
-    await source.start();
-    closers.push(() => source.close());
 
-    const server = createWorkloadApiServer({ source, socketPath: config.socketPath, logger: log });
-    await server.start();
-    closers.push(() => server.close());
-
-    const admin = createAdminServer({
+    const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,
       handlers: {

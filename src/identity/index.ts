@@ -36,6 +36,7 @@ export {
   type KeyErrorCode,
 } from './x509/keys.js';
 export { MemoryKeyStore, signerFromPrivateKey, type KeyStore, type Signer, type StateFiles } from './x509/signer.js';
+export type { StateDatabase, StateDatabaseFailure, StateDatabaseOptions } from './state-database.js';
 export { verifyCsr, buildCsr, CsrError, MAX_CSR_BYTES, type CsrErrorCode, type CsrKey, type VerifiedCsr } from './x509/csr.js';
 export {
   mintRootCa,
@@ -131,3 +132,5 @@ export {
 } from './duration.js';
 export { certIssuedBy, certSignedBy } from './x509/path.js';
 export type { IdentitySource, SvidWithKey } from './identity-source.js';
+export { collectProblems, isLogLevel, LOG_LEVELS, STRICT_YAML_OPTIONS, type LogLevel, type ProblemCollector } from './config-parsing.js';
+export { fullJitterBackoff } from './backoff.js';

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createCloudAdminServer } from '../../src/cloud/index.js';
+import { openAdminSocket } from '../../src/cli/host/index.js';
 import { adminCall } from '../../src/protocol/index.js';
 import { tempDir } from '../helpers/index.js';
 
@@ -28,7 +28,7 @@ describe('cloud admin socket', () => {
   it('is 0600 in a 0700 directory and serves the owner', async () => {
     const dir = await tempDir();
     const sock = join(dir, 'admin', 'admin.sock');
-    const server = createCloudAdminServer({ socketPath: sock, logger: silent, handlers: { 'cloud.status': () => ({ ok: 'yes' }) } });
+    const server = openAdminSocket({ socketPath: sock, logger: silent, handlers: { 'cloud.status': () => ({ ok: 'yes' }) } });
     await server.start();
     try {
       expect(statSync(join(dir, 'admin')).mode & 0o777).toBe(0o700);
@@ -44,7 +44,7 @@ describe('cloud admin socket', () => {
     const dir = await tempDir();
     const sock = join(dir, 'admin', 'admin.sock');
     let called = false;
-    const server = createCloudAdminServer({
+    const server = openAdminSocket({
       socketPath: sock,
       logger: silent,
       handlers: {

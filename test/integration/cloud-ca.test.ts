@@ -17,7 +17,7 @@ const HOUR = 3_600_000;
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
 async function open(dir: string, clock: ManualClock, caTtlMs = 7 * 24 * HOUR): Promise<{ ca: CloudCa; close(): void; store: ReturnType<typeof createCloudStore> }> {
-  const store = createCloudStore(join(dir, 'cloud.db'), { trustDomain: td, clock });
+  const store = createCloudStore(join(dir, 'cloud.db'), { files: hostStateFiles, trustDomain: td, clock });
   const ca = openCloudCa({
     trustDomain: td,
     store,

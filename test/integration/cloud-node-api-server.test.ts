@@ -17,7 +17,7 @@ describe('node API server limits', () => {
   it('closes a connection whose request headers never complete (headersTimeout)', async () => {
     const dir = await tempDir();
     const clock = { now: () => Date.now() };
-    const store = createCloudStore(join(dir, 'cloud.db'), { trustDomain: td, clock });
+    const store = createCloudStore(join(dir, 'cloud.db'), { files: hostStateFiles, trustDomain: td, clock });
     const ca = openCloudCa({
       trustDomain: td,
       store,

@@ -50,6 +50,7 @@ import {
 } from '../../src/identity/index.js';
 import { encodeNodeApiMessage, MAX_NODE_API_MESSAGE_BYTES, type CloudToEdgeMessage, type NodeApiMessage } from '../../src/protocol/index.js';
 import { openssl, tempDir } from '../helpers/index.js';
+import { hostStateFiles } from '../../src/cli/host/index.js';
 
 const td = TrustDomain.parse('example.org');
 const HOUR = 3_600_000;
@@ -153,7 +154,7 @@ interface Harness {
 async function harness(over: Partial<NodeServiceDeps> & { x509pop?: boolean } = {}): Promise<Harness> {
   const d = await tempDir('edgeward-node-service-db-');
   const clock = new ManualClock(Math.floor(Date.now() / 1000) * 1000);
-  const store = createCloudStore(join(d, 'cloud.db'), { trustDomain: td, clock });
+  const store = createCloudStore(join(d, 'cloud.db'), { files: hostStateFiles, trustDomain: td, clock });
   const ca = new CaManager({ trustDomain: td }, new MemoryKeyStore());
   ca.tick(clock.now());
   const logs: LogLine[] = [];

@@ -15,6 +15,7 @@ import {
 } from '../../src/cloud/store/index.js';
 import { ManualClock, TrustDomain } from '../../src/identity/index.js';
 import { tempDir } from '../helpers/index.js';
+import { hostStateFiles } from '../../src/cli/host/index.js';
 
 const td = TrustDomain.parse('example.org');
 const T0 = Date.UTC(2026, 0, 1);
@@ -24,7 +25,7 @@ async function open(): Promise<{ store: CloudStore; path: string; clock: ManualC
   const dir = await tempDir('edgeward-cloud-spire-');
   const path = join(dir, 'cloud.db');
   const clock = new ManualClock(T0);
-  return { store: createCloudStore(path, { trustDomain: td, clock }), path, clock };
+  return { store: createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock }), path, clock };
 }
 
 function codeOf(f: () => unknown): string {
@@ -102,7 +103,7 @@ describe('cloud store: SPIRE nodes (method spire)', () => {
       UPDATE schema_version SET version = 2;`);
     expect(() => raw.prepare(`INSERT INTO nodes (name, method, fingerprint, reattestable, banned, attested_at, updated_at) VALUES ('x', 'spire', 'spire', 0, 0, 0, 0)`).run()).toThrow(/CHECK/);
     raw.close();
-    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const again = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     try {
       expect(again.getNode('old-1')).toMatchObject({ method: 'x509pop', banned: true, selectors: ['node:method:x509pop', 'node:name:old-1', 'x509pop:subject:cn:old-1'] });
       expect(again.recordSpireNode('spire-1', '01', T0 + HOUR).node.method).toBe('spire');

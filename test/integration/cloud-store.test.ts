@@ -25,6 +25,7 @@ import {
 } from '../../src/cloud/store/index.js';
 import { ManualClock, TrustDomain, type CaSnapshot } from '../../src/identity/index.js';
 import { tempDir } from '../helpers/index.js';
+import { hostStateFiles } from '../../src/cli/host/index.js';
 
 const td = TrustDomain.parse('example.org');
 const T0 = Date.UTC(2026, 0, 1);
@@ -35,7 +36,7 @@ async function open(): Promise<{ store: CloudStore; path: string; clock: ManualC
   const dir = await tempDir('edgeward-cloud-');
   const path = join(dir, 'cloud.db');
   const clock = new ManualClock(T0);
-  return { store: createCloudStore(path, { trustDomain: td, clock }), path, clock, dir };
+  return { store: createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock }), path, clock, dir };
 }
 
 function codeOf(f: () => unknown): string {
@@ -264,7 +265,7 @@ describe('cloud store: persistence and file security', () => {
     store.close();
     expect(codeOf(() => store.listNodes())).toBe('cloud-store/closed');
 
-    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const again = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     try {
       expect(again.listNodes().map((n) => [n.name, n.serialHex, n.pendingSerialHex, n.banned])).toEqual([
         ['edge-1', '01aa', '02bb', false],
@@ -294,7 +295,7 @@ describe('cloud store: persistence and file security', () => {
     const raw = new Database(path);
     raw.prepare('UPDATE ca_state SET snapshot = ?').run(JSON.stringify({ ...snap, trustDomain: 'evil.org' }));
     raw.close();
-    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const again = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     try {
       expect(codeOf(() => again.loadCaSnapshot())).toBe('cloud-store/corrupt');
     } finally {
@@ -316,7 +317,7 @@ describe('cloud store: persistence and file security', () => {
     const loose = join(dir, 'loose.db');
     writeFileSync(loose, '');
     chmodSync(loose, 0o644);
-    createCloudStore(loose, { trustDomain: td, clock: new ManualClock(T0) }).close();
+    createCloudStore(loose, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) }).close();
     expect((statSync(loose).mode & 0o777).toString(8)).toBe('600');
   });
 
@@ -326,24 +327,24 @@ describe('cloud store: persistence and file security', () => {
     const target = join(dir, 'real.db');
     writeFileSync(target, '');
     symlinkSync(target, join(dir, 'link.db'));
-    expect(codeOf(() => createCloudStore(join(dir, 'link.db'), { trustDomain: td, clock }))).toBe('cloud-store/io');
+    expect(codeOf(() => createCloudStore(join(dir, 'link.db'), { files: hostStateFiles, trustDomain: td, clock }))).toBe('cloud-store/io');
     const victim = join(dir, 'victim');
     writeFileSync(victim, '');
     symlinkSync(victim, join(dir, 'side.db-wal'));
-    expect(codeOf(() => createCloudStore(join(dir, 'side.db'), { trustDomain: td, clock }))).toBe('cloud-store/io');
+    expect(codeOf(() => createCloudStore(join(dir, 'side.db'), { files: hostStateFiles, trustDomain: td, clock }))).toBe('cloud-store/io');
     expect(statSync(victim).size).toBe(0);
     symlinkSync(join(dir, 'elsewhere'), join(dir, 'dangling.db-shm'));
-    expect(codeOf(() => createCloudStore(join(dir, 'dangling.db'), { trustDomain: td, clock }))).toBe('cloud-store/io');
+    expect(codeOf(() => createCloudStore(join(dir, 'dangling.db'), { files: hostStateFiles, trustDomain: td, clock }))).toBe('cloud-store/io');
     expect(existsSync(join(dir, 'elsewhere'))).toBe(false);
-    expect(codeOf(() => createCloudStore(dir, { trustDomain: td, clock }))).toBe('cloud-store/io');
+    expect(codeOf(() => createCloudStore(dir, { files: hostStateFiles, trustDomain: td, clock }))).toBe('cloud-store/io');
 
     const path = join(dir, 'cloud.db');
-    createCloudStore(path, { trustDomain: td, clock }).close();
-    expect(codeOf(() => createCloudStore(path, { trustDomain: TrustDomain.parse('other.org'), clock }))).toBe('cloud-store/trust-domain');
+    createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock }).close();
+    expect(codeOf(() => createCloudStore(path, { files: hostStateFiles, trustDomain: TrustDomain.parse('other.org'), clock }))).toBe('cloud-store/trust-domain');
     const raw = new Database(path);
     raw.prepare('UPDATE schema_version SET version = ?').run(CLOUD_STORE_SCHEMA_VERSION + 1);
     raw.close();
-    expect(codeOf(() => createCloudStore(path, { trustDomain: td, clock }))).toBe('cloud-store/version');
+    expect(codeOf(() => createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock }))).toBe('cloud-store/version');
   });
 
   it('a tampered node row (banned but with a serial) is refused as corrupt, not served', async () => {
@@ -354,7 +355,7 @@ describe('cloud store: persistence and file security', () => {
     const raw = new Database(path);
     raw.prepare("UPDATE nodes SET serial = '01aa' WHERE name = 'edge-1'").run();
     raw.close();
-    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const again = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     try {
       expect(codeOf(() => again.getNode('edge-1'))).toBe('cloud-store/corrupt');
       expect(again.isSerialCurrent('edge-1', '01aa')).toBe(false); // banned flag still wins
@@ -414,7 +415,7 @@ describe('cloud store: registration entries and delegation (schema 2; reference 
 
   it('entries are validated (validateEntryInput, TTL maxima, trust domain) and /edgeward/ IDs are reserved', async () => {
     const dir = await tempDir('edgeward-cloud-');
-    const store = createCloudStore(join(dir, 'cloud.db'), { trustDomain: td, clock: new ManualClock(T0), maxX509SvidTtlMs: 600_000 });
+    const store = createCloudStore(join(dir, 'cloud.db'), { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0), maxX509SvidTtlMs: 600_000 });
     const invalid = (raw: unknown): string => {
       try {
         store.createEntry(raw);
@@ -484,7 +485,7 @@ describe('cloud store: registration entries and delegation (schema 2; reference 
       store.ban('edge-1');
       expect(store.entriesDelegatedTo('edge-1').map((e) => e.id)).toEqual(['direct1']);
       // another connection's write is seen at once (revision-keyed cache)
-      const other = createCloudStore(store.path, { trustDomain: td, clock: new ManualClock(T0) });
+      const other = createCloudStore(store.path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
       try {
         other.deleteEntry('via-all');
         expect(store.entriesDelegatedTo('edge-2').map((e) => e.id)).toEqual(['direct2']);
@@ -505,7 +506,7 @@ describe('cloud store: registration entries and delegation (schema 2; reference 
     raw.prepare(`INSERT INTO nodes (name, method, fingerprint, serial, not_after, reattestable, banned, attested_at, updated_at)
       VALUES ('old-1', 'join_token', ?, '01', ?, 0, 0, ?, ?)`).run(FP_A, T0 + 1000, T0, T0);
     raw.close();
-    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const again = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     try {
       expect(again.getNode('old-1')?.selectors).toEqual(['node:method:join_token', 'node:name:old-1']);
       expect(again.entriesRevision).toBe(0);
@@ -527,13 +528,13 @@ describe('cloud store: registration entries and delegation (schema 2; reference 
     const { store, path } = await open();
     store.createEntry(doc({ id: 'web' }));
     store.close();
-    const again = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const again = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     expect(again.getEntry('web')?.revision).toBe(1);
     again.close();
     const raw = new Database(path);
     raw.prepare("UPDATE entries SET spiffe_id = 'spiffe://example.org/admin' WHERE id = 'web'").run(); // dedupe key no longer matches
     raw.close();
-    const third = createCloudStore(path, { trustDomain: td, clock: new ManualClock(T0) });
+    const third = createCloudStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     try {
       expect(codeOf(() => third.listEntries())).toBe('cloud-store/corrupt');
     } finally {

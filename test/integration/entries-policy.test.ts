@@ -24,6 +24,7 @@ import {
 } from '../../src/edge/registration/index.js';
 import { ManualClock, TrustDomain } from '../../src/identity/index.js';
 import { REPO_ROOT, tempDir } from '../helpers/index.js';
+import { hostStateFiles } from '../../src/cli/host/index.js';
 
 const td = TrustDomain.parse('example.org');
 const EXAMPLE = join(REPO_ROOT, 'policies', 'registration-entries.yaml');
@@ -308,7 +309,7 @@ describe('loader strictness', () => {
       file,
       stringify(doc([entry({ id: 'web', x509SvidTtl: '10m' }), entry({ spiffeId: 'spiffe://example.org/workload/db', selectors: ['unix:user:postgres'] })])),
     );
-    const store = createEntryStore(join(dir, 'entries.db'), { trustDomain: td, clock: new ManualClock(0) });
+    const store = createEntryStore(join(dir, 'entries.db'), { files: hostStateFiles, trustDomain: td, clock: new ManualClock(0) });
     try {
       expect(store.replaceFromPolicy(loadEntriesPolicy(file, td).entries)).toMatchObject({ added: 2 });
       expect(store.replaceFromPolicy(loadEntriesPolicy(file, td).entries)).toMatchObject({ added: 0, unchanged: 2 });

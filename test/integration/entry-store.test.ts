@@ -17,6 +17,7 @@ import {
 } from '../../src/edge/registration/index.js';
 import { ManualClock, TrustDomain } from '../../src/identity/index.js';
 import { tempDir } from '../helpers/index.js';
+import { hostStateFiles } from '../../src/cli/host/index.js';
 
 const td = TrustDomain.parse('example.org');
 const T0 = Date.UTC(2026, 0, 1);
@@ -34,7 +35,7 @@ async function open(opts: Partial<EntryStoreOptions> = {}, file = 'entries.db'):
   const dir = await tempDir('edgeward-entries-');
   const path = join(dir, file);
   const clock = new ManualClock(T0);
-  const store = createEntryStore(path, { trustDomain: td, clock, ...opts });
+  const store = createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock, ...opts });
   return { store, path, clock, dir };
 }
 
@@ -167,7 +168,7 @@ describe('entry store: file, persistence, schema', () => {
     expect(() => store.list()).toThrow(expect.objectContaining({ code: 'entry/store-closed' }));
     store.close(); // idempotent
 
-    const again = createEntryStore(path, { trustDomain: td, clock });
+    const again = createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock });
     try {
       expect(again.revision).toBe(2);
       expect(again.list()).toEqual([a, b]);
@@ -199,7 +200,7 @@ describe('entry store: file, persistence, schema', () => {
     const loose = join(dir, 'loose.db');
     writeFileSync(loose, '');
     chmodSync(loose, 0o644);
-    const s2 = createEntryStore(loose, { trustDomain: td, clock: new ManualClock(T0) });
+    const s2 = createEntryStore(loose, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) });
     s2.close();
     expect((statSync(loose).mode & 0o777).toString(8)).toBe('600');
   });
@@ -210,23 +211,23 @@ describe('entry store: file, persistence, schema', () => {
     const target = join(dir, 'real.db');
     writeFileSync(target, '');
     symlinkSync(target, join(dir, 'link.db'));
-    expect(storeCode(() => createEntryStore(join(dir, 'link.db'), { trustDomain: td, clock }))).toBe('entry/store-io');
-    expect(storeCode(() => createEntryStore(dir, { trustDomain: td, clock }))).toBe('entry/store-io');
-    expect(storeCode(() => createEntryStore(join(dir, 'no', 'such.db'), { trustDomain: td, clock }))).toBe('entry/store-io');
+    expect(storeCode(() => createEntryStore(join(dir, 'link.db'), { files: hostStateFiles, trustDomain: td, clock }))).toBe('entry/store-io');
+    expect(storeCode(() => createEntryStore(dir, { files: hostStateFiles, trustDomain: td, clock }))).toBe('entry/store-io');
+    expect(storeCode(() => createEntryStore(join(dir, 'no', 'such.db'), { files: hostStateFiles, trustDomain: td, clock }))).toBe('entry/store-io');
     const junk = join(dir, 'junk.db');
     writeFileSync(junk, 'this is not a database, just some text that is long enough'.repeat(20));
-    expect(storeCode(() => createEntryStore(junk, { trustDomain: td, clock }))).toBe('entry/store-io');
+    expect(storeCode(() => createEntryStore(junk, { files: hostStateFiles, trustDomain: td, clock }))).toBe('entry/store-io');
   });
 
   it('refuses a database of another trust domain or a newer schema version', async () => {
     const { store, path } = await open();
     store.close();
     const clock = new ManualClock(T0);
-    expect(storeCode(() => createEntryStore(path, { trustDomain: TrustDomain.parse('other.org'), clock }))).toBe('entry/store-trust-domain');
+    expect(storeCode(() => createEntryStore(path, { files: hostStateFiles, trustDomain: TrustDomain.parse('other.org'), clock }))).toBe('entry/store-trust-domain');
     const raw = new Database(path);
     raw.prepare('UPDATE schema_version SET version = ?').run(ENTRY_STORE_SCHEMA_VERSION + 1);
     raw.close();
-    expect(storeCode(() => createEntryStore(path, { trustDomain: td, clock }))).toBe('entry/store-version');
+    expect(storeCode(() => createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock }))).toBe('entry/store-version');
   });
 
   it('a tampered row makes the store refuse to open (entry/store-corrupt), not serve it', async () => {
@@ -237,11 +238,11 @@ describe('entry store: file, persistence, schema', () => {
     // widen the entry to every uid-0 caller without updating its dedupe key
     raw.prepare('UPDATE entries SET selectors = ? WHERE id = ?').run(JSON.stringify(['unix:uid:0']), a.id);
     raw.close();
-    expect(storeCode(() => createEntryStore(path, { trustDomain: td, clock: new ManualClock(T0) }))).toBe('entry/store-corrupt');
+    expect(storeCode(() => createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) }))).toBe('entry/store-corrupt');
     const raw2 = new Database(path);
     raw2.prepare('UPDATE entries SET selectors = ? WHERE id = ?').run('not json', a.id);
     raw2.close();
-    expect(storeCode(() => createEntryStore(path, { trustDomain: td, clock: new ManualClock(T0) }))).toBe('entry/store-corrupt');
+    expect(storeCode(() => createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock: new ManualClock(T0) }))).toBe('entry/store-corrupt');
   });
 });
 
@@ -352,7 +353,7 @@ describe('entry store: policy replacement and change events', () => {
 
   it('refresh() picks up changes committed by another connection (e.g. the CLI) and emits "external"', async () => {
     const { store, path, clock } = await open();
-    const other = createEntryStore(path, { trustDomain: td, clock });
+    const other = createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock });
     try {
       const changes: EntryChange[] = [];
       store.onChange((c) => changes.push(c));
@@ -385,7 +386,7 @@ describe('entry store: policy replacement and change events', () => {
     const loadMs = performance.now() - t0;
     store.close();
     const t1 = performance.now();
-    const again = createEntryStore(path, { trustDomain: td, clock });
+    const again = createEntryStore(path, { files: hostStateFiles, trustDomain: td, clock });
     const reopenMs = performance.now() - t1;
     try {
       expect(again.list()).toHaveLength(1000);

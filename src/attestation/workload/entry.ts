@@ -301,6 +301,54 @@ export function entryToDocument(e: EntryInput): EntryDocument {
 }
 
 /**
+ * The columns in which the entry stores (the cloud's and the edge's SQLite `entries` tables) keep an
+ * entry: selectors and DNS names as JSON arrays, absent optional fields as NULL.
+ */
+export interface EntryColumns {
+  id: string;
+  spiffe_id: string;
+  parent_id: string;
+  selectors: string;
+  dedupe_key: string;
+  x509_svid_ttl_ms: number | null;
+  jwt_svid_ttl_ms: number | null;
+  dns_names: string;
+  hint: string | null;
+  created_at: number;
+  revision: number;
+}
+
+export function entryToColumns(e: RegistrationEntry): EntryColumns {
+  return {
+    id: e.id,
+    spiffe_id: e.spiffeId.toString(),
+    parent_id: e.parentId.toString(),
+    selectors: JSON.stringify(e.selectors.map(selectorKey)),
+    dedupe_key: entryDedupeKey(e),
+    x509_svid_ttl_ms: e.x509SvidTtlMs ?? null,
+    jwt_svid_ttl_ms: e.jwtSvidTtlMs ?? null,
+    dns_names: JSON.stringify(e.dnsNames),
+    hint: e.hint ?? null,
+    created_at: e.createdAt,
+    revision: e.revision,
+  };
+}
+
+/** The raw entry document stored in `row`, for `validateEntryInput` (throws SyntaxError on malformed JSON). */
+export function entryDocumentFromColumns(row: EntryColumns): Record<string, unknown> {
+  return {
+    id: row.id,
+    spiffeId: row.spiffe_id,
+    parentId: row.parent_id,
+    selectors: JSON.parse(row.selectors) as unknown,
+    ...(row.x509_svid_ttl_ms === null ? {} : { x509SvidTtlMs: row.x509_svid_ttl_ms }),
+    ...(row.jwt_svid_ttl_ms === null ? {} : { jwtSvidTtlMs: row.jwt_svid_ttl_ms }),
+    dnsNames: JSON.parse(row.dns_names) as unknown,
+    ...(row.hint === null ? {} : { hint: row.hint }),
+  };
+}
+
+/**
  * What makes two entries "the same registration" (SPIRE's uniqueness rule: same spiffeId, parentId and
  * selector set): sha256 hex of a canonical encoding. TTLs, DNS names and hint are not part of it.
  */

@@ -8,7 +8,8 @@
 import { parseCloudConfig, runCloud } from '../../cloud/index.js';
 import { defineCommand } from '../command.js';
 import { createLogger } from '../logger.js';
-import { hostStateFiles } from '../host/index.js';
+import { hostPorts } from '../host/index.js';
+import { waitForStopSignal } from '../signals.js';
 
 export const cloudStartCommand = defineCommand({
   name: 'cloud start',
@@ -49,17 +50,9 @@ export const cloudStartCommand = defineCommand({
       env: io.env,
     });
     const logger = createLogger({ name: 'edgeward-cloud', level: config.logLevel });
-    const cloud = await runCloud(config, { logger, files: hostStateFiles });
+    const cloud = await runCloud(config, { logger, ...hostPorts });
     io.stdout(`EDGEWARD_CLOUD=${cloud.cloudAddress}\nEDGEWARD_BUNDLE_DIGEST=${cloud.bundleDigest()}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolve();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
+    await waitForStopSignal();
     await cloud.close();
     return 0;
   },

@@ -22,7 +22,8 @@ import {
 import { CliUsageError } from '../errors.js';
 import { defineCommand } from '../command.js';
 import { createLogger } from '../logger.js';
-import { hostStateFiles } from '../host/index.js';
+import { hostPorts } from '../host/index.js';
+import { waitForStopSignal } from '../signals.js';
 
 export const edgeStartCommand = defineCommand({
   name: 'edge start',
@@ -79,7 +80,7 @@ export const edgeStartCommand = defineCommand({
         env: io.env,
       });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
-      edge = await runEdgeSpire(config, { logger, files: hostStateFiles });
+      edge = await runEdgeSpire(config, { logger, ...hostPorts });
     } else if (flags.standalone) {
       const config = parseEdgeConfig({
         standalone: true,
@@ -94,7 +95,7 @@ export const edgeStartCommand = defineCommand({
         env: io.env,
       });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
-      edge = await runEdgeStandalone(config, { logger, files: hostStateFiles });
+      edge = await runEdgeStandalone(config, { logger, ...hostPorts });
     } else {
       const standaloneOnly = (['trust-domain', 'policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl'] as const).filter((f) => flags[f] !== undefined);
       if (standaloneOnly.length > 0) {
@@ -105,19 +106,11 @@ export const edgeStartCommand = defineCommand({
       if (flags['data-dir'] === undefined) throw new CliUsageError('--data-dir is required (a directory prepared by edgeward edge join), or use --standalone', { command: 'edge start' });
       const config = parseJoinedEdgeConfig({ dataDir: flags['data-dir'], socket: flags.socket, workloadSha256Limit: flags['workload-sha256-limit'], env: io.env });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
-      edge = await runEdgeJoined(config, { logger, files: hostStateFiles });
+      edge = await runEdgeJoined(config, { logger, ...hostPorts });
     }
     if (edge.spiffeId !== undefined) io.stdout(`EDGEWARD_NODE_ID=${edge.spiffeId}\n`);
     io.stdout(`SPIFFE_ENDPOINT_SOCKET=${edge.endpoint}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolve();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
+    await waitForStopSignal();
     await edge.close();
     return 0;
   },

@@ -7,6 +7,7 @@
  * evicted node's record is deleted and it may come back only by attesting again.
  */
 import { join, resolve } from 'node:path';
+import type { NodeView } from '../../cloud/index.js';
 import { adminCall, type AdminMethod } from '../../protocol/index.js';
 import { defineCommand, type CliIo } from '../command.js';
 import { CliUsageError } from '../errors.js';
@@ -22,20 +23,8 @@ export function cloudAdminSocket(dataDir: string | undefined, io: CliIo, command
   return join(resolve(dir), 'admin', 'admin.sock');
 }
 
-interface NodeOut {
-  name: string;
-  spiffeId: string;
-  method: string;
-  status: string;
-  serial: string | null;
-  notAfter: number | null;
-  pendingSerial: string | null;
-  reattestable: boolean;
-  banned: boolean;
-  fingerprint: string;
-  attestedAt: number;
-  updatedAt: number;
-}
+/** What the cloud's node.* admin methods return (src/cloud/admin `nodeView`). */
+type NodeOut = NodeView;
 
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
 

@@ -7,7 +7,11 @@ import { DEFAULT_JOIN_TOKEN_TTL_MS, generateJoinToken } from '../../attestation/
 import type { AttestedNode, CloudStore } from '../store/index.js';
 import { CloudStoreError } from '../store/index.js';
 import type { CloudCa, CloudIdentity } from '../ca/index.js';
-import { CloudAdminError, type CloudAdminHandlers, type CloudAdminLogger } from './server.js';
+import type { AdminHandlers, AdminSocketLogger } from '../../protocol/index.js';
+
+/** `cloud-admin/bad-request`: an admin call's parameters are malformed. */
+export type CloudAdminErrorCode = 'cloud-admin/bad-request';
+export class CloudAdminError extends EdgewardError<CloudAdminErrorCode> {}
 
 /** Registration entries as the admin socket sees them (the CloudStore's entry table). */
 export interface EntryAdmin {
@@ -34,7 +38,7 @@ export interface CloudAdminDeps {
   /** `spire` when identities come from an external Workload API (default `embedded`). */
   mode?: 'embedded' | 'spire';
   clock: Clock;
-  logger: CloudAdminLogger;
+  logger: AdminSocketLogger;
   /** `HOST:PORT` edges use to reach the node API. */
   cloudAddress(): string;
   /** Live figures for `cloud.status`. */
@@ -84,7 +88,7 @@ function nameParam(p: Record<string, unknown>, key = 'name'): string {
   return v;
 }
 
-export function createCloudAdminHandlers(deps: CloudAdminDeps): CloudAdminHandlers {
+export function createCloudAdminHandlers(deps: CloudAdminDeps): AdminHandlers {
   const { store, ca, clock, logger } = deps;
   const identity: CloudIdentity | undefined = deps.identity ?? ca;
   if (identity === undefined) throw new TypeError('createCloudAdminHandlers needs ca or identity');
@@ -94,7 +98,7 @@ export function createCloudAdminHandlers(deps: CloudAdminDeps): CloudAdminHandle
     if (n === undefined) throw new CloudStoreError('cloud-store/unknown-node', `no attested node "${name}"`, { detail: { node: name } });
     return n;
   };
-  const handlers: CloudAdminHandlers = {
+  const handlers: AdminHandlers = {
     'token.create': (p) => {
       const node = nameParam(p, 'node');
       if (mode === 'spire' || ca === undefined) {

@@ -1,20 +1,15 @@
-/** The cloud's private admin socket (DIR/admin/admin.sock) and its methods. */
-export {
-  createCloudAdminServer,
-  CloudAdminError,
-  type CloudAdminErrorCode,
-  type CloudAdminHandler,
-  type CloudAdminHandlers,
-  type CloudAdminLogger,
-  type CloudAdminServer,
-} from './server.js';
+/**
+ * The cloud's admin methods, served on its private admin socket (DIR/admin/admin.sock) through the
+ * OpenAdminSocket port (src/protocol; src/cli/host supplies the socket server).
+ */
 export {
   createCloudAdminHandlers,
   nodeView,
+  CloudAdminError,
   CloudAdminModeError,
+  type CloudAdminErrorCode,
   type CloudAdminModeErrorCode,
   type CloudAdminDeps,
   type EntryAdmin,
   type NodeView,
 } from './handlers.js';
-export { peerUidOf, CloudPeerCredError, type CloudPeerCredErrorCode } from './peercred.js';

@@ -225,6 +225,77 @@ export function toNodeEntry(e: RegistrationEntry): NodeEntry {
   return n;
 }
 
+/** Exhaustiveness guard of a switch over the message kinds (a kind added to the protocol but not handled here). */
+export function unhandledKind(m: never): NodeApiError {
+  return new NodeApiError('node-api/unknown-kind', `unhandled kind ${String((m as { kind?: unknown }).kind).slice(0, 40)}`);
+}
+
+export type NodeApiPhase = 'attest' | 'authenticate' | 'request';
+
+/**
+ * The reply for a failed node-API call, logged: `internal` (with its cause) as `node_api.internal_error`,
+ * every refusal as a security event (`eventFor` unless the caller maps codes itself) with `code`, `node`,
+ * `source` and the error's detail.
+ */
+export function logRefusal(
+  logger: NodeServiceLogger,
+  e: unknown,
+  phase: NodeApiPhase,
+  source: string,
+  node: string | undefined,
+  o: { event?: (code: string, phase: NodeApiPhase) => string; fields?: Record<string, unknown> } = {},
+): NodeReply {
+  const reply = nodeErrorReply(e);
+  const code = reply.message.kind === 'error' ? reply.message.code : 'internal';
+  const who = node === undefined ? {} : { node };
+  if (code === 'internal') {
+    logger.error(
+      { event: 'node_api.internal_error', code: e instanceof EdgewardError ? e.code : 'internal', err: e instanceof Error ? e.message : String(e), ...who, source },
+      'node API request failed',
+    );
+    return reply;
+  }
+  const detail = e instanceof EdgewardError && e.detail !== undefined ? { detail: e.detail } : {};
+  logger.warn({ event: (o.event ?? eventFor)(code, phase), code, ...who, source, ...o.fields, ...detail }, 'node API request refused');
+  return reply;
+}
+
+/**
+ * Validate a client chain (leaf first) as a node X509-SVID of `td` (X509-SVID 5) and name the node.
+ * Throws `node-api/unauthenticated` for a missing or invalid chain or a non-node ID.
+ */
+export function validateNodeChain(
+  chainDer: readonly Buffer[],
+  bundles: Parameters<typeof validateX509Svid>[1],
+  now: number,
+  td: TrustDomain,
+): { spiffeId: SpiffeId; name: string; serialHex: string; notAfter: number } {
+  if (!Array.isArray(chainDer) || chainDer.length === 0) {
+    throw new NodeServiceError('node-api/unauthenticated', 'a client certificate (node X509-SVID) is required');
+  }
+  try {
+    const v = validateX509Svid(chainDer, bundles, now, { trustDomain: td });
+    return { spiffeId: v.spiffeId, name: nodeNameFromSpiffeId(v.spiffeId, td), serialHex: v.leaf.serialHex, notAfter: v.leaf.notAfter };
+  } catch (e) {
+    if (e instanceof X509SvidError || e instanceof NodeNameError) {
+      throw new NodeServiceError('node-api/unauthenticated', 'the client certificate is not a valid node X509-SVID of this trust domain', {
+        cause: e,
+        detail: { reason: e.code },
+      });
+    }
+    throw e;
+  }
+}
+
+/** `entries.result` with the entries delegated to `nodeName` (bounded: `node/too-many-entries`). */
+export function delegatedEntriesReply(store: CloudStore, nodeName: string): NodeReply {
+  const entries = store.entriesDelegatedTo(nodeName);
+  if (entries.length > MAX_NODE_API_ENTRIES) {
+    throw new NodeServiceError('node/too-many-entries', `more than ${MAX_NODE_API_ENTRIES} entries are delegated to this node`);
+  }
+  return { status: 200, message: { v: 1, kind: 'entries.result', entries: entries.map(toNodeEntry) } };
+}
+
 export function createNodeService(deps: NodeServiceDeps): NodeService {
   const { trustDomain: td, store, ca, clock, logger } = deps;
   const positive = (n: unknown): boolean => typeof n === 'number' && Number.isSafeInteger(n) && n >= 1000;
@@ -256,26 +327,8 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
   };
 
   /** Log a refusal (or an internal error) and build its reply. */
-  const refuse = (e: unknown, phase: 'attest' | 'authenticate' | 'request', source: string, node?: string): NodeReply => {
-    const reply = nodeErrorReply(e);
-    const code = reply.message.kind === 'error' ? reply.message.code : 'internal';
-    if (code === 'internal') {
-      logger.error(
-        {
-          event: 'node_api.internal_error',
-          code: e instanceof EdgewardError ? e.code : 'internal',
-          err: e instanceof Error ? e.message : String(e),
-          ...(node === undefined ? {} : { node }),
-          source,
-        },
-        'node API request failed',
-      );
-      return reply;
-    }
-    const detail = e instanceof EdgewardError && e.detail !== undefined ? { detail: e.detail } : {};
-    logger.warn({ event: eventFor(code, phase), code, ...(node === undefined ? {} : { node }), source, ...detail }, 'node API request refused');
-    return reply;
-  };
+  const refuse = (e: unknown, phase: NodeApiPhase, source: string, node?: string): NodeReply => logRefusal(logger, e, phase, source, node);
+
 
   /** Map store refusals that mean something to the node; anything else stays internal. */
   const storeError = (e: unknown, name: string): unknown => {
@@ -409,23 +462,16 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
       }
       case 'svids.request':
         return svids(m, node, now);
-      case 'entries.request': {
-        const entries = store.entriesDelegatedTo(node.nodeName);
-        if (entries.length > MAX_NODE_API_ENTRIES) {
-          throw new NodeServiceError('node/too-many-entries', `more than ${MAX_NODE_API_ENTRIES} entries are delegated to this node`);
-        }
-        return { status: 200, message: { v: 1, kind: 'entries.result', entries: entries.map(toNodeEntry) } };
-      }
+      case 'entries.request':
+        return delegatedEntriesReply(store, node.nodeName);
       case 'jwt.request':
         return jwt(m, node, now);
       case 'attest.begin':
       case 'attest.response':
       case 'error':
         throw new NodeApiError('node-api/unexpected-kind', `${m.kind} is not accepted on the node endpoint`);
-      default: {
-        const never: never = m;
-        throw new NodeApiError('node-api/unknown-kind', `unhandled kind ${String((never as { kind?: unknown }).kind).slice(0, 40)}`);
-      }
+      default:
+        throw unhandledKind(m);
     }
   };
 
@@ -462,26 +508,9 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
     authenticate(chainDer: readonly Buffer[], source: string): AuthenticatedNode {
       let name: string | undefined;
       try {
-        const now = clock.now();
-        if (!Array.isArray(chainDer) || chainDer.length === 0) {
-          throw new NodeServiceError('node-api/unauthenticated', 'a client certificate (node X509-SVID) is required');
-        }
-        let spiffeId: SpiffeId;
-        let serialHex: string;
-        try {
-          const v = validateX509Svid(chainDer, bundleSource, now, { trustDomain: td });
-          spiffeId = v.spiffeId;
-          serialHex = v.leaf.serialHex;
-          name = nodeNameFromSpiffeId(spiffeId, td);
-        } catch (e) {
-          if (e instanceof X509SvidError || e instanceof NodeNameError) {
-            throw new NodeServiceError('node-api/unauthenticated', 'the client certificate is not a valid node X509-SVID of this trust domain', {
-              cause: e,
-              detail: { reason: e.code },
-            });
-          }
-          throw e;
-        }
+        const v = validateNodeChain(chainDer, bundleSource, clock.now(), td);
+        const { spiffeId, serialHex } = v;
+        name = v.name;
         const node = store.getNode(name);
         if (node === undefined) throw new NodeServiceError('node/unknown', `node ${name} is not attested; attest again`);
         if (node.banned) throw new NodeServiceError('node/banned', `node ${name} is banned`);

@@ -15,12 +15,22 @@
  *
  * Refusals are typed errors on the wire and security events in the log, as in embedded mode.
  */
-import { nodeNameFromSpiffeId, NodeNameError } from '../../attestation/index.js';
-import { EdgewardError, validateX509Svid, X509SvidError, type BundleSet, type Clock, type SpiffeId, type TrustDomain } from '../../identity/index.js';
-import { decodeEdgeToCloud, MAX_NODE_API_ENTRIES, NodeApiError, type EdgeToCloudMessage } from '../../protocol/index.js';
+import type { BundleSet, Clock, TrustDomain } from '../../identity/index.js';
+import { decodeEdgeToCloud, NodeApiError, type EdgeToCloudMessage } from '../../protocol/index.js';
 import { CloudStoreError, type CloudStore } from '../store/index.js';
 import { NodeServiceError } from './errors.js';
-import { eventFor, nodeErrorReply, toNodeEntry, type AuthenticatedNode, type NodeReply, type NodeService, type NodeServiceLogger } from './service.js';
+import {
+  delegatedEntriesReply,
+  eventFor,
+  logRefusal,
+  unhandledKind,
+  validateNodeChain,
+  type AuthenticatedNode,
+  type NodeApiPhase,
+  type NodeReply,
+  type NodeService,
+  type NodeServiceLogger,
+} from './service.js';
 
 export interface SpireNodeServiceDeps {
   trustDomain: TrustDomain;
@@ -32,7 +42,7 @@ export interface SpireNodeServiceDeps {
 }
 
 /** Security event names of the SPIRE-mode refusals (other codes: as embedded mode, `eventFor`). */
-function spireEvent(code: string, phase: 'attest' | 'authenticate' | 'request'): string {
+function spireEvent(code: string, phase: NodeApiPhase): string {
   if (code === 'node-api/attestation-external') return 'security.attestation_external';
   if (code === 'node-api/external-identity') return 'security.external_identity_refused';
   return eventFor(code, phase);
@@ -41,21 +51,9 @@ function spireEvent(code: string, phase: 'attest' | 'authenticate' | 'request'):
 export function createSpireNodeService(deps: SpireNodeServiceDeps): NodeService {
   const { trustDomain: td, store, clock, logger } = deps;
 
-  const refuse = (e: unknown, phase: 'attest' | 'authenticate' | 'request', source: string, node?: string): NodeReply => {
-    const reply = nodeErrorReply(e);
-    const code = reply.message.kind === 'error' ? reply.message.code : 'internal';
-    const who = node === undefined ? {} : { node };
-    if (code === 'internal') {
-      logger.error(
-        { event: 'node_api.internal_error', code: e instanceof EdgewardError ? e.code : 'internal', err: e instanceof Error ? e.message : String(e), ...who, source },
-        'node API request failed',
-      );
-      return reply;
-    }
-    const detail = e instanceof EdgewardError && e.detail !== undefined ? { detail: e.detail } : {};
-    logger.warn({ event: spireEvent(code, phase), code, ...who, source, mode: 'spire', ...detail }, 'node API request refused');
-    return reply;
-  };
+  const refuse = (e: unknown, phase: NodeApiPhase, source: string, node?: string): NodeReply =>
+    logRefusal(logger, e, phase, source, node, { event: spireEvent, fields: { mode: 'spire' } });
+
 
   const external = (kind: string): NodeServiceError =>
     new NodeServiceError('node-api/external-identity', `${kind} is not served: this cloud takes identities from SPIRE, which issues node and workload SVIDs`, {
@@ -64,13 +62,8 @@ export function createSpireNodeService(deps: SpireNodeServiceDeps): NodeService 
 
   const dispatch = (m: EdgeToCloudMessage, node: AuthenticatedNode): NodeReply => {
     switch (m.kind) {
-      case 'entries.request': {
-        const entries = store.entriesDelegatedTo(node.nodeName);
-        if (entries.length > MAX_NODE_API_ENTRIES) {
-          throw new NodeServiceError('node/too-many-entries', `more than ${MAX_NODE_API_ENTRIES} entries are delegated to this node`);
-        }
-        return { status: 200, message: { v: 1, kind: 'entries.result', entries: entries.map(toNodeEntry) } };
-      }
+      case 'entries.request':
+        return delegatedEntriesReply(store, node.nodeName);
       case 'renew.request':
       case 'svids.request':
       case 'jwt.request':
@@ -79,10 +72,8 @@ export function createSpireNodeService(deps: SpireNodeServiceDeps): NodeService 
       case 'attest.response':
       case 'error':
         throw new NodeApiError('node-api/unexpected-kind', `${m.kind} is not accepted on the node endpoint`);
-      default: {
-        const never: never = m;
-        throw new NodeApiError('node-api/unknown-kind', `unhandled kind ${String((never as { kind?: unknown }).kind).slice(0, 40)}`);
-      }
+      default:
+        throw unhandledKind(m);
     }
   };
 
@@ -98,29 +89,10 @@ export function createSpireNodeService(deps: SpireNodeServiceDeps): NodeService 
     authenticate(chainDer: readonly Buffer[], source: string): AuthenticatedNode {
       let name: string | undefined;
       try {
-        const now = clock.now();
-        if (!Array.isArray(chainDer) || chainDer.length === 0) {
-          throw new NodeServiceError('node-api/unauthenticated', 'a client certificate (node X509-SVID) is required');
-        }
-        let spiffeId: SpiffeId;
-        let serialHex: string;
-        let notAfter: number;
-        try {
-          // X509-SVID 5: against the bundle of the configured trust domain, as SPIRE delivered it to us.
-          const v = validateX509Svid(chainDer, deps.bundles(), now, { trustDomain: td });
-          spiffeId = v.spiffeId;
-          serialHex = v.leaf.serialHex;
-          notAfter = v.leaf.notAfter;
-          name = nodeNameFromSpiffeId(spiffeId, td);
-        } catch (e) {
-          if (e instanceof X509SvidError || e instanceof NodeNameError) {
-            throw new NodeServiceError('node-api/unauthenticated', 'the client certificate is not a valid node X509-SVID of this trust domain', {
-              cause: e,
-              detail: { reason: e.code },
-            });
-          }
-          throw e;
-        }
+        // X509-SVID 5: against the bundle of the configured trust domain, as SPIRE delivered it to us.
+        const v = validateNodeChain(chainDer, deps.bundles(), clock.now(), td);
+        const { spiffeId, serialHex, notAfter } = v;
+        name = v.name;
         let created: boolean;
         try {
           created = store.recordSpireNode(name, serialHex, notAfter).created;

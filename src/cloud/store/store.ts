@@ -1,8 +1,8 @@
 /**
  * The cloud core's SQLite store (issue #4): join tokens, the attested-node registry, and the CA state.
  * One file (better-sqlite3), mode 0600 (also its -wal/-shm files), WAL, symlinks refused, schema
- * migrations, every write one IMMEDIATE transaction. Conventions follow src/edge/registration/store.ts,
- * but nothing is shared with src/edge (layering). Reads go to the database (no cache), so several
+ * migrations: opened through the StateFiles port (`files.openDatabase`, src/cli/host), like the edge's
+ * stores; nothing is shared with src/edge directly (layering). Every write is one IMMEDIATE transaction. Reads go to the database (no cache), so several
  * connections to one file (server + CLI) always see each other's commits.
  *
  * - Join tokens are stored only as `hex(SHA-256(token))` (join-token.ts). `consume` is the
@@ -34,10 +34,10 @@
  *   may not take an ID under `/edgeward/` (node and cloud identities are issued by attestation only).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import {
   entryDedupeKey,
+  entryDocumentFromColumns,
+  entryToColumns,
   EntryValidationError,
   NODE_ATTESTATION_METHODS,
   NodeNameError,
@@ -49,6 +49,7 @@ import {
   SelectorError,
   toSelector,
   validateEntryInput,
+  type EntryColumns,
   type EntryInput,
   type EntryValidationOptions,
   type JoinTokenConsumer,
@@ -57,7 +58,7 @@ import {
   type RegistrationEntry,
   type Selector,
 } from '../../attestation/index.js';
-import { MAX_JWT_TTL_MS, SpiffeId, type CaSnapshot, type Clock, type TrustDomain } from '../../identity/index.js';
+import { MAX_JWT_TTL_MS, SpiffeId, type CaSnapshot, type Clock, type StateFiles, type TrustDomain } from '../../identity/index.js';
 import { CloudStoreError } from './errors.js';
 
 /** Node fingerprints are hex SHA-256 digests today (64 chars); anything past this bound is refused. */
@@ -150,6 +151,8 @@ export interface EntryChange {
 }
 
 export interface CloudStoreOptions {
+  /** Opens the SQLite file (0600, symlinks refused, WAL, migrations): src/cli/host supplies it. */
+  files: StateFiles;
   trustDomain: TrustDomain;
   clock: Clock;
   /** Largest X509-SVID TTL accepted for new entries (default: the attestation default, 1 h). */
@@ -344,19 +347,8 @@ interface NodeRow {
   selectors: string;
 }
 
-interface EntryRow {
+interface EntryRow extends EntryColumns {
   seq: number;
-  id: string;
-  spiffe_id: string;
-  parent_id: string;
-  selectors: string;
-  dedupe_key: string;
-  x509_svid_ttl_ms: number | null;
-  jwt_svid_ttl_ms: number | null;
-  dns_names: string;
-  hint: string | null;
-  created_at: number;
-  revision: number;
 }
 
 /** Parsed entries at one revision, with the lookups delegation needs. */
@@ -426,74 +418,23 @@ function isRecordMethod(m: unknown): m is NodeRecordMethod {
   return typeof m === 'string' && (NODE_RECORD_METHODS as readonly string[]).includes(m);
 }
 
-/** Create the file with mode 0600 (or tighten an existing one); refuse symlinks and non-regular files. */
-function prepareFile(path: string, create: boolean): void {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW | (create ? constants.O_CREAT : 0), 0o600);
-  } catch (e) {
-    if (!create && (e as { code?: unknown }).code === 'ENOENT') return;
-    throw ioError(path, 'open', e);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new CloudStoreError('cloud-store/io', `cloud store ${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
-  } catch (e) {
-    throw e instanceof CloudStoreError ? e : ioError(path, 'secure', e);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** SQLite opens -wal/-shm by name: refuse symlinked ones and tighten existing ones (new ones copy the db mode). */
-function secureSideFiles(path: string): void {
-  for (const p of [`${path}-wal`, `${path}-shm`, `${path}-journal`]) prepareFile(p, false);
-}
-
-function migrate(db: Database.Database, path: string): void {
-  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT');
-  const rows = db.prepare('SELECT version FROM schema_version').all() as { version: number }[];
-  if (rows.length > 1) throw new CloudStoreError('cloud-store/corrupt', `cloud store ${path} has several schema versions`);
-  const current = rows[0]?.version ?? 0;
-  if (current > MIGRATIONS.length) {
-    throw new CloudStoreError('cloud-store/version', `cloud store ${path} has schema version ${current}; this build knows ${MIGRATIONS.length}`, {
-      detail: { version: current, known: MIGRATIONS.length },
-    });
-  }
-  for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
-  if (rows.length === 0) db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(MIGRATIONS.length);
-  else if (current !== MIGRATIONS.length) db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.length);
-}
+const STORE_FAILURE_CODES = { io: 'cloud-store/io', version: 'cloud-store/version', corrupt: 'cloud-store/corrupt' } as const;
 
 export function createCloudStore(dbPath: string, options: CloudStoreOptions): CloudStore {
   const { trustDomain, clock } = options;
-  prepareFile(dbPath, true);
-  secureSideFiles(dbPath);
-  let db: Database.Database;
-  try {
-    db = new Database(dbPath, { fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
-  } catch (e) {
-    throw ioError(dbPath, 'open', e);
-  }
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('trusted_schema = OFF');
-    db.transaction(() => {
-      migrate(db, dbPath);
-      const td = db.prepare("SELECT value FROM meta WHERE key = 'trust_domain'").get() as { value: string } | undefined;
-      if (td === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('trust_domain', ?)").run(trustDomain.name);
+  const db = options.files.openDatabase(dbPath, {
+    label: 'cloud store',
+    migrations: MIGRATIONS,
+    ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+    init: (d) => {
+      const td = d.prepare("SELECT value FROM meta WHERE key = 'trust_domain'").get() as { value: string } | undefined;
+      if (td === undefined) d.prepare("INSERT INTO meta (key, value) VALUES ('trust_domain', ?)").run(trustDomain.name);
       else if (td.value !== trustDomain.name) {
         throw new CloudStoreError('cloud-store/trust-domain', `cloud store ${dbPath} belongs to trust domain "${td.value}", not "${trustDomain.name}"`);
       }
-    }).immediate();
-    secureSideFiles(dbPath);
-  } catch (e) {
-    db.close();
-    if (e instanceof CloudStoreError) throw e;
-    throw ioError(dbPath, 'initialise', e);
-  }
+    },
+    error: (failure, message, o) => new CloudStoreError(STORE_FAILURE_CODES[failure], message, o),
+  });
 
   const stmt = {
     tokenGet: db.prepare('SELECT * FROM join_tokens WHERE token_hash = ?'),
@@ -683,19 +624,7 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
   const entryFromRow = (row: EntryRow): RegistrationEntry => {
     let input: EntryInput;
     try {
-      input = validateEntryInput(
-        {
-          id: row.id,
-          spiffeId: row.spiffe_id,
-          parentId: row.parent_id,
-          selectors: JSON.parse(row.selectors) as unknown,
-          ...(row.x509_svid_ttl_ms === null ? {} : { x509SvidTtlMs: row.x509_svid_ttl_ms }),
-          ...(row.jwt_svid_ttl_ms === null ? {} : { jwtSvidTtlMs: row.jwt_svid_ttl_ms }),
-          dnsNames: JSON.parse(row.dns_names) as unknown,
-          ...(row.hint === null ? {} : { hint: row.hint }),
-        },
-        relaxedEntries,
-      );
+      input = validateEntryInput(entryDocumentFromColumns(row), relaxedEntries);
       checkNotReserved(input);
       if (entryDedupeKey(input) !== row.dedupe_key || !isTime(row.created_at) || !isTime(row.revision)) {
         throw new EntryValidationError([{ path: 'row', message: 'dedupe key, time or revision does not match' }]);
@@ -982,19 +911,7 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
         }
         const revision = readEntriesRevision() + 1;
         const entry: RegistrationEntry = Object.freeze({ ...input, id: input.id ?? randomBytes(16).toString('hex'), createdAt: clock.now(), revision });
-        stmt.entryInsert.run({
-          id: entry.id,
-          spiffe_id: entry.spiffeId.toString(),
-          parent_id: entry.parentId.toString(),
-          selectors: JSON.stringify(entry.selectors.map(selectorKey)),
-          dedupe_key: entryDedupeKey(entry),
-          x509_svid_ttl_ms: entry.x509SvidTtlMs ?? null,
-          jwt_svid_ttl_ms: entry.jwtSvidTtlMs ?? null,
-          dns_names: JSON.stringify(entry.dnsNames),
-          hint: entry.hint ?? null,
-          created_at: entry.createdAt,
-          revision,
-        });
+        stmt.entryInsert.run(entryToColumns(entry));
         stmt.entryRevSet.run(String(revision));
         return { entry, changed: true };
       });

@@ -13,15 +13,13 @@ import {
   EdgewardError,
   validateJwtSvidSync,
   type Clock,
+  type StateFiles,
   type TrustBundle,
 } from '../../identity/index.js';
 import { NODE_API_VERSION, type NodeEntry } from '../../protocol/index.js';
-import { AccountDb } from '../peercred/index.js';
-import { createUnixAttestor } from '../attestor/index.js';
+import { createClosers, errFields, startAgentWorkloadApi } from '../compose.js';
 import { realTimers, type Timers } from '../svid/timers.js';
-import { createAgentSource, type JwtMint, type TrustSource } from '../workload-api/agent-source.js';
-import { createWorkloadApiServer } from '../workload-api/server.js';
-import { createAdminServer } from '../admin/server.js';
+import type { JwtMint, TrustSource } from '../workload-api/agent-source.js';
 import { CloudClient, parseCloudAddress } from '../cloud-client/client.js';
 import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
 import { layout, readNodeBundle, readNodeState } from '../join/layout.js';
@@ -33,19 +31,15 @@ import { createCloudEntryCatalog } from './catalog.js';
 import { createJoinedIssuer } from './issuer.js';
 import { NodeSvidManager } from './node-svid.js';
 
-function errFields(e: unknown): Record<string, unknown> {
-  return e instanceof EdgewardError ? { code: e.code, err: e.message } : { err: String(e) };
-}
-
-function openCache(path: string, key: Buffer, log: EdgeLogger): EdgeCache {
+function openCache(path: string, key: Buffer, files: StateFiles, log: EdgeLogger): EdgeCache {
   try {
-    return EdgeCache.open(path, key);
+    return EdgeCache.open(path, key, files);
   } catch (e) {
     if (!(e instanceof EdgeCacheError) || e.code !== 'edge-cache/wrong-key') throw e;
     // The cache is only a cache: one sealed with another key is unusable, never trusted; start afresh.
     log.warn({ event: 'security.edge_cache_wrong_key', code: e.code, path }, 'the SVID cache was sealed with another key; discarding it');
     for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
-    return EdgeCache.open(path, key);
+    return EdgeCache.open(path, key, files);
   }
 }
 
@@ -64,16 +58,8 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
   const l = layout(config.dataDir);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
   chmodSync(config.dataDir, 0o755);
-  const closers: Array<() => Promise<void> | void> = [];
-  const closeAll = async (): Promise<void> => {
-    for (const c of closers.reverse()) {
-      try {
-        await c();
-      } catch (e) {
-        log.warn({ event: 'edge.close_failed', ...errFields(e) }, 'a component failed to close');
-      }
-    }
-  };
+  const closers = createClosers(log);
+  const closeAll = closers.closeAll;
   try {
     const keys = deps.files.openKeyStore(l.keysDir);
     const state = readNodeState(config.dataDir);
@@ -81,7 +67,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
     const client = new CloudClient({ address: parseCloudAddress(config.join.cloud), clock, bundle: initialBundle, timeoutMs: config.cloudTimeoutMs });
     closers.push(() => client.close());
 
-    const cache = openCache(l.cacheDb, loadOrCreateCacheKey(l.cacheKey, deps.files), log);
+    const cache = openCache(l.cacheDb, loadOrCreateCacheKey(l.cacheKey, deps.files), deps.files, log);
     closers.push(() => cache.close());
 
     const reach: CloudReachability = { reachable: null, lastContactAt: null, lastErrorCode: null };
@@ -232,25 +218,18 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
     periodic();
     closers.push(() => timers.clearTimeout(syncTimer));
 
-    const source = createAgentSource({
+    const { server } = await startAgentWorkloadApi(closers, {
+      config,
       clock,
       timers,
-      attestors: [
-        createUnixAttestor({ accounts: AccountDb.load(), discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit }),
-      ],
       entries: catalog,
       issuer,
       trust,
       onIssueFailed: (entryId, e) => log.warn({ event: 'svid.issue_failed', entry_id: entryId, ...errFields(e) }, 'SVID issuance failed'),
+      logger: log,
     });
-    await source.start();
-    closers.push(() => source.close());
 
-    const server = createWorkloadApiServer({ source, socketPath: config.socketPath, logger: log });
-    await server.start();
-    closers.push(() => server.close());
-
-    const admin = createAdminServer({
+    const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,
       handlers: {

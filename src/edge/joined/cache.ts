@@ -12,10 +12,9 @@
  *
  * Row format: 0x01 (version) || 12-byte IV || 16-byte GCM tag || ciphertext.
  */
-import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
-import { EdgewardError, type StateFiles } from '../../identity/index.js';
+import { EdgewardError, type StateDatabase, type StateFiles } from '../../identity/index.js';
 import type { NodeEntry } from '../../protocol/index.js';
 import { readSmallFile } from '../join/layout.js';
 
@@ -77,34 +76,24 @@ function aad(table: Table, id: string): Buffer {
   return Buffer.from(`edgeward-cache-v1|${table}|${id}`, 'utf8');
 }
 
-function prepareFile(path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    throw new EdgeCacheError('edge-cache/io', `cannot open the cache ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}; symlinks are refused)`, { cause: e });
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new EdgeCacheError('edge-cache/io', `cache ${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS entries (id TEXT PRIMARY KEY, blob BLOB NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS svids (id TEXT PRIMARY KEY, blob BLOB NOT NULL) STRICT;
-`;
+/**
+ * Schema migrations (append only). Step 1 keeps IF NOT EXISTS: caches written before the schema was
+ * versioned have these tables and no schema_version row.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
+  CREATE TABLE IF NOT EXISTS entries (id TEXT PRIMARY KEY, blob BLOB NOT NULL) STRICT;
+  CREATE TABLE IF NOT EXISTS svids (id TEXT PRIMARY KEY, blob BLOB NOT NULL) STRICT;
+  `,
+];
 
 export class EdgeCache {
-  readonly #db: Database.Database;
+  readonly #db: StateDatabase;
   readonly #key: Buffer;
   readonly #stmt;
 
-  private constructor(db: Database.Database, key: Buffer) {
+  private constructor(db: StateDatabase, key: Buffer) {
     this.#db = db;
     this.#key = key;
     this.#stmt = {
@@ -120,21 +109,20 @@ export class EdgeCache {
     };
   }
 
-  /** Open (or create) the cache at `path` sealed with `key`. Throws `edge-cache/wrong-key` for another key. */
-  static open(path: string, key: Buffer): EdgeCache {
+  /**
+   * Open (or create, through `files.openDatabase`: 0600, symlinks refused) the cache at `path` sealed
+   * with `key`. Throws `edge-cache/wrong-key` for another key, `edge-cache/io` when the file cannot be used.
+   */
+  static open(path: string, key: Buffer, files: StateFiles): EdgeCache {
     if (!Buffer.isBuffer(key) || key.length !== CACHE_KEY_BYTES) throw new EdgeCacheError('edge-cache/bad-key', `the cache key must be ${CACHE_KEY_BYTES} bytes`);
-    prepareFile(path);
-    let db: Database.Database;
-    try {
-      db = new Database(path, { fileMustExist: true, timeout: 5000 });
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('trusted_schema = OFF');
-      db.pragma('secure_delete = ON');
-      db.exec(SCHEMA);
-    } catch (e) {
-      throw new EdgeCacheError('edge-cache/io', `cannot open the cache ${path}`, { cause: e });
-    }
+    const db = files.openDatabase(path, {
+      label: 'cache',
+      migrations: MIGRATIONS,
+      synchronous: 'NORMAL',
+      pragmas: ['secure_delete = ON'],
+      // A cache written by a newer build, or with a broken version table, is as unusable as an unreadable one.
+      error: (_failure, message, o) => new EdgeCacheError('edge-cache/io', message, o),
+    });
     const cache = new EdgeCache(db, Buffer.from(key));
     try {
       const check = cache.#stmt.getMeta.get('key_check') as { value: Buffer } | undefined;

@@ -10,6 +10,7 @@
 import {
   buildCsr,
   EdgewardError,
+  fullJitterBackoff,
   parseCertificate,
   rotationTime,
   type Clock,
@@ -58,10 +59,9 @@ export interface NodeSvidDeps {
   onCloudResult?(ok: boolean, error?: unknown): void;
 }
 
-/** Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^attempt)). */
+/** Full-jitter exponential backoff of renewal attempts: uniform in [0, min(cap, base * 2^attempt)) (src/identity). */
 export function backoffDelay(attempt: number, random: () => number, base = RENEW_BACKOFF_BASE_MS, cap = RENEW_BACKOFF_CAP_MS): number {
-  const ceiling = Math.min(cap, base * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
+  return fullJitterBackoff(attempt, { baseMs: base, capMs: cap }, random);
 }
 
 function errFields(e: unknown): Record<string, unknown> {

@@ -30,7 +30,7 @@ import {
   type EntryInput,
   type EntryValidationOptions,
 } from '../../attestation/index.js';
-import type { TrustDomain } from '../../identity/index.js';
+import { STRICT_YAML_OPTIONS, type TrustDomain } from '../../identity/index.js';
 import { PolicyError, type PolicyProblem } from './errors.js';
 
 export const ENTRIES_POLICY_API_VERSION = 'edgeward.io/v1';
@@ -109,16 +109,7 @@ function readBounded(path: string, maxBytes: number): Buffer {
 
 /** Parse one YAML document strictly into plain JS values. Throws `policy/syntax`. */
 function parseYaml(text: string, maxAliasCount: number): unknown {
-  const docs = parseAllDocuments(text, {
-    version: '1.2',
-    schema: 'core',
-    uniqueKeys: true,
-    stringKeys: true,
-    merge: false,
-    strict: true,
-    resolveKnownTags: false,
-    prettyErrors: true,
-  });
+  const docs = parseAllDocuments(text, { ...STRICT_YAML_OPTIONS, prettyErrors: true });
   if (!Array.isArray(docs) || docs.length !== 1) {
     const n = Array.isArray(docs) ? docs.length : 0;
     throw new PolicyError('policy/syntax', `policy must contain exactly one YAML document (found ${n})`, { detail: { documents: n } });

@@ -1,5 +1,6 @@
 /**
- * Persistent registration-entry store of the edge agent: one SQLite file (better-sqlite3), mode 0600, WAL.
+ * Persistent registration-entry store of the edge agent: one SQLite file (better-sqlite3), mode 0600 (also
+ * its -wal/-shm files), WAL, symlinks refused, opened through the StateFiles port (`files.openDatabase`).
  *
  * - Every write is one IMMEDIATE transaction that also bumps the store revision (meta table). Each entry
  *   records the revision at which it was last written (SPIRE `revision_number`), so watchers can tell
@@ -16,21 +17,22 @@
  *   file) are picked up by `refresh()` (cheap: `PRAGMA data_version`) and before every write.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import {
   derivedEntryId,
+  entryDocumentFromColumns,
+  entryToColumns,
   entryDedupeKey,
   EntryIndex,
   EntryValidationError,
   sameEntryContent,
   selectorKey,
   validateEntryInput,
+  type EntryColumns,
   type EntryInput,
   type EntryProblem,
   type RegistrationEntry,
 } from '../../attestation/index.js';
-import { MAX_JWT_TTL_MS, type Clock, type TrustDomain } from '../../identity/index.js';
+import { MAX_JWT_TTL_MS, type Clock, type StateFiles, type TrustDomain } from '../../identity/index.js';
 import { EntryStoreError } from './errors.js';
 
 export type EntrySource = 'api' | 'policy';
@@ -57,6 +59,8 @@ export interface PolicyApplyResult {
 }
 
 export interface EntryStoreOptions {
+  /** Opens the SQLite file (0600, symlinks refused, WAL, migrations): src/cli/host supplies it. */
+  files: StateFiles;
   trustDomain: TrustDomain;
   clock: Clock;
   /** Largest X509-SVID TTL accepted for new entries (default: the attestation default, 1 h). */
@@ -128,20 +132,9 @@ const MIGRATIONS: readonly string[] = [
 ];
 export const ENTRY_STORE_SCHEMA_VERSION = MIGRATIONS.length;
 
-interface Row {
+interface Row extends EntryColumns {
   seq: number;
-  id: string;
   source: string;
-  spiffe_id: string;
-  parent_id: string;
-  selectors: string;
-  dedupe_key: string;
-  x509_svid_ttl_ms: number | null;
-  jwt_svid_ttl_ms: number | null;
-  dns_names: string;
-  hint: string | null;
-  created_at: number;
-  revision: number;
 }
 
 function ioError(path: string, what: string, cause: unknown): EntryStoreError {
@@ -152,39 +145,7 @@ function ioError(path: string, what: string, cause: unknown): EntryStoreError {
   });
 }
 
-/** Create the file with mode 0600 (or tighten an existing one); refuse symlinks and non-regular files. */
-function prepareFile(path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    throw ioError(path, 'open', e);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new EntryStoreError('entry/store-io', `entry store ${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
-  } catch (e) {
-    throw e instanceof EntryStoreError ? e : ioError(path, 'secure', e);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function migrate(db: Database.Database, path: string): void {
-  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT');
-  const row = db.prepare('SELECT version FROM schema_version').all() as { version: number }[];
-  if (row.length > 1) throw new EntryStoreError('entry/store-corrupt', `entry store ${path} has several schema versions`);
-  const current = row[0]?.version ?? 0;
-  if (current > MIGRATIONS.length) {
-    throw new EntryStoreError('entry/store-version', `entry store ${path} has schema version ${current}; this build knows ${MIGRATIONS.length}`, {
-      detail: { version: current, known: MIGRATIONS.length },
-    });
-  }
-  for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
-  if (row.length === 0) db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(MIGRATIONS.length);
-  else if (current !== MIGRATIONS.length) db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.length);
-}
+const STORE_FAILURE_CODES = { io: 'entry/store-io', version: 'entry/store-version', corrupt: 'entry/store-corrupt' } as const;
 
 export function createEntryStore(dbPath: string, options: EntryStoreOptions): EntryStore {
   const { trustDomain, clock } = options;
@@ -195,32 +156,21 @@ export function createEntryStore(dbPath: string, options: EntryStoreOptions): En
   };
   const relaxed = { trustDomain, maxX509SvidTtlMs: STORED_TTL_CEILING_MS, maxJwtSvidTtlMs: STORED_TTL_CEILING_MS };
 
-  prepareFile(dbPath);
-  let db: Database.Database;
-  try {
-    db = new Database(dbPath, { fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
-  } catch (e) {
-    throw ioError(dbPath, 'open', e);
-  }
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('trusted_schema = OFF');
-    db.transaction(() => {
-      migrate(db, dbPath);
-      const td = db.prepare("SELECT value FROM meta WHERE key = 'trust_domain'").get() as { value: string } | undefined;
+  const db = options.files.openDatabase(dbPath, {
+    label: 'entry store',
+    migrations: MIGRATIONS,
+    ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+    pragmas: ['foreign_keys = ON'],
+    init: (d) => {
+      const td = d.prepare("SELECT value FROM meta WHERE key = 'trust_domain'").get() as { value: string } | undefined;
       if (td === undefined) {
-        db.prepare("INSERT INTO meta (key, value) VALUES ('trust_domain', ?), ('revision', '0')").run(trustDomain.name);
+        d.prepare("INSERT INTO meta (key, value) VALUES ('trust_domain', ?), ('revision', '0')").run(trustDomain.name);
       } else if (td.value !== trustDomain.name) {
         throw new EntryStoreError('entry/store-trust-domain', `entry store ${dbPath} belongs to trust domain "${td.value}", not "${trustDomain.name}"`);
       }
-    }).immediate();
-  } catch (e) {
-    db.close();
-    if (e instanceof EntryStoreError) throw e;
-    throw ioError(dbPath, 'initialise', e);
-  }
+    },
+    error: (failure, message, o) => new EntryStoreError(STORE_FAILURE_CODES[failure], message, o),
+  });
 
   const stmt = {
     all: db.prepare('SELECT * FROM entries ORDER BY seq'),
@@ -260,19 +210,7 @@ export function createEntryStore(dbPath: string, options: EntryStoreOptions): En
     let input: EntryInput;
     try {
       if (row.source !== 'api' && row.source !== 'policy') throw new EntryValidationError([{ path: 'source', message: 'bad source' }]);
-      input = validateEntryInput(
-        {
-          id: row.id,
-          spiffeId: row.spiffe_id,
-          parentId: row.parent_id,
-          selectors: JSON.parse(row.selectors) as unknown,
-          ...(row.x509_svid_ttl_ms === null ? {} : { x509SvidTtlMs: row.x509_svid_ttl_ms }),
-          ...(row.jwt_svid_ttl_ms === null ? {} : { jwtSvidTtlMs: row.jwt_svid_ttl_ms }),
-          dnsNames: JSON.parse(row.dns_names) as unknown,
-          ...(row.hint === null ? {} : { hint: row.hint }),
-        },
-        relaxed,
-      );
+      input = validateEntryInput(entryDocumentFromColumns(row), relaxed);
       if (entryDedupeKey(input) !== row.dedupe_key) {
         throw new EntryValidationError([{ path: 'dedupe_key', message: 'does not match the entry content' }]);
       }
@@ -285,21 +223,7 @@ export function createEntryStore(dbPath: string, options: EntryStoreOptions): En
     return Object.freeze({ ...input, id: row.id, createdAt: row.created_at, revision: row.revision, source: row.source });
   };
 
-  const toRow = (e: StoredEntry, seq: number | null): Record<string, unknown> => ({
-    seq,
-    id: e.id,
-    source: e.source,
-    spiffe_id: e.spiffeId.toString(),
-    parent_id: e.parentId.toString(),
-    selectors: JSON.stringify(e.selectors.map(selectorKey)),
-    dedupe_key: entryDedupeKey(e),
-    x509_svid_ttl_ms: e.x509SvidTtlMs ?? null,
-    jwt_svid_ttl_ms: e.jwtSvidTtlMs ?? null,
-    dns_names: JSON.stringify(e.dnsNames),
-    hint: e.hint ?? null,
-    created_at: e.createdAt,
-    revision: e.revision,
-  });
+  const toRow = (e: StoredEntry, seq: number | null): Record<string, unknown> => ({ ...entryToColumns(e), seq, source: e.source });
 
   const invalidate = (): void => {
     listCache = undefined;

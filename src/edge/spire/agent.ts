@@ -19,7 +19,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { nodeNameFromSpiffeId } from '../../attestation/index.js';
 import { bundleDigest, bundleToJson, EdgewardError, type Clock, type SpiffeId, type TrustDomain } from '../../identity/index.js';
 import { NODE_API_VERSION, WorkloadApiX509Source, type X509Svid } from '../../protocol/index.js';
-import { createAdminServer } from '../admin/server.js';
+import { createClosers, errFields } from '../compose.js';
 import { parseCloudAddress } from '../cloud-client/client.js';
 import { CloudRefusedError } from '../cloud-client/errors.js';
 import { realTimers, type Timers } from '../svid/timers.js';
@@ -31,10 +31,6 @@ import { SpireCloudClient } from './session.js';
 export const SPIRE_RECONTACT_MIN_MS = 250;
 /** ...but never more often than this (a cloud with a short keep-alive timeout must not be hammered). */
 export const SPIRE_RECONTACT_SPACING_MS = 5_000;
-
-function errFields(e: unknown): Record<string, unknown> {
-  return e instanceof EdgewardError ? { code: e.code, err: e.message } : { err: String(e) };
-}
 
 /** True iff `id` is a node ID (`spiffe://TD/edgeward/node/NAME`) of `td` (or of its own trust domain). */
 function isNodeId(id: SpiffeId, td: TrustDomain | undefined): boolean {
@@ -62,17 +58,8 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
   const clock: Clock = deps.clock ?? { now: () => Date.now() };
   const timers: Timers = deps.timers ?? realTimers;
   const log = deps.logger;
-  const closers: Array<() => Promise<void> | void> = [];
-  const closeAll = async (): Promise<void> => {
-    for (const c of closers.reverse()) {
-      try {
-        await c();
-      } catch (e) {
-        log.warn({ event: 'edge.close_failed', ...errFields(e) }, 'a component failed to close');
-      }
-    }
-    closers.length = 0;
-  };
+  const closers = createClosers(log);
+  const closeAll = closers.closeAll;
   try {
     const address = parseCloudAddress(config.cloud);
     let pinned: SpiffeId | undefined;
@@ -189,7 +176,7 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
     if (config.dataDir !== undefined && config.adminSocketPath !== undefined) {
       mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
       chmodSync(config.dataDir, 0o700);
-      const admin = createAdminServer({
+      const admin = deps.openAdminSocket({
         socketPath: config.adminSocketPath,
         logger: log,
         handlers: {

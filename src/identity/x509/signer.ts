@@ -7,6 +7,7 @@ import { createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto
 import { EdgewardError } from '../errors.js';
 import { generateP256, spkiFromPublicKey } from './keys.js';
 import { OID } from './oids.js';
+import type { StateDatabase, StateDatabaseOptions } from '../state-database.js';
 
 export interface Signer {
   /** SubjectPublicKeyInfo DER of the signing key. */
@@ -38,6 +39,11 @@ export interface StateFiles {
   openKeyStore(dir: string): KeyStore;
   /** Replace `path` atomically (crash-safe) with `data`, created with `mode`. */
   writeFileAtomic(path: string, data: string | Buffer, mode: number): void;
+  /**
+   * Open (creating it 0600) the SQLite state file at `path`: symlinks refused, -wal/-shm kept 0600, WAL,
+   * migrations applied and `init` run in one IMMEDIATE transaction (see StateDatabaseOptions).
+   */
+  openDatabase(path: string, options: StateDatabaseOptions): StateDatabase;
 }
 
 /** A Signer over an in-process P-256 KeyObject. */

@@ -13,3 +13,4 @@ export {
 } from './codec.js';
 export { readLine } from './transport.js';
 export { adminCall, AdminCallError, AdminRemoteError, type AdminCallErrorCode } from './client.js';
+export type { AdminHandler, AdminHandlers, AdminSocketLogger, AdminSocketOptions, AdminSocketServer, OpenAdminSocket } from './server-port.js';

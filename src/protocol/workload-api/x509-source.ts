@@ -23,6 +23,7 @@
 import { createHash } from 'node:crypto';
 import {
   EdgewardError,
+  fullJitterBackoff,
   SpiffeId,
   validateX509Svid,
   X509SvidError,
@@ -385,8 +386,7 @@ export class WorkloadApiX509Source implements IdentitySource {
     // callback returns, so close the watch (which clears that timer) in a microtask.
     if (w !== undefined) queueMicrotask(() => w.close());
     this.#attempt++;
-    const cap = Math.min(this.#backoffMax, this.#backoffInitial * 2 ** Math.min(this.#attempt - 1, 30));
-    const delayMs = Math.floor(this.#random() * cap); // full jitter
+    const delayMs = fullJitterBackoff(this.#attempt - 1, { baseMs: this.#backoffInitial, capMs: this.#backoffMax }, this.#random);
     this.#log.warn(
       { event: 'x509_source.stream_error', code: e.code, endpoint: this.#endpointText, attempt: this.#attempt, retry_in_ms: delayMs, serving_last: this.#current !== undefined },
       'Workload API stream failed; reconnecting',

@@ -47,7 +47,7 @@ describe('EdgeCache', () => {
     const { dir, key, path } = await setup();
     expect(key.length).toBe(32);
     expect((await stat(join(dir, 'cache.key'))).mode & 0o777).toBe(0o600);
-    const c = EdgeCache.open(path, key);
+    const c = EdgeCache.open(path, key, hostStateFiles);
     c.replaceEntries([entry('a'), entry('b')]);
     const s = svid('a');
     c.putSvid(s);
@@ -55,7 +55,7 @@ describe('EdgeCache', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o600);
     // The key file is reused, not replaced.
     expect(loadOrCreateCacheKey(join(dir, 'cache.key'), hostStateFiles).equals(key)).toBe(true);
-    const c2 = EdgeCache.open(path, loadOrCreateCacheKey(join(dir, 'cache.key'), hostStateFiles));
+    const c2 = EdgeCache.open(path, loadOrCreateCacheKey(join(dir, 'cache.key'), hostStateFiles), hostStateFiles);
     expect(c2.loadEntries()).toEqual({ entries: [entry('a'), entry('b')], refused: [] });
     const back = c2.getSvid('a')!;
     expect(back.keyPkcs8.equals(s.keyPkcs8)).toBe(true);
@@ -68,7 +68,7 @@ describe('EdgeCache', () => {
 
   it('never writes key material or SVID bytes in the clear (raw bytes of cache.db, -wal and -shm)', async () => {
     const { dir, key, path } = await setup();
-    const c = EdgeCache.open(path, key);
+    const c = EdgeCache.open(path, key, hostStateFiles);
     const s = svid('secret');
     c.putSvid(s);
     c.replaceEntries([entry('secret')]);
@@ -87,7 +87,7 @@ describe('EdgeCache', () => {
 
   it('refuses a row whose ciphertext was altered by one byte (edge-cache/tampered) and keeps the others', async () => {
     const { key, path } = await setup();
-    const c = EdgeCache.open(path, key);
+    const c = EdgeCache.open(path, key, hostStateFiles);
     c.putSvid(svid('a'));
     c.putSvid(svid('b'));
     c.replaceEntries([entry('a'), entry('b')]);
@@ -100,7 +100,7 @@ describe('EdgeCache', () => {
       db.prepare(`UPDATE ${table} SET blob = ? WHERE id = 'a'`).run(blob);
     }
     db.close();
-    const c2 = EdgeCache.open(path, key);
+    const c2 = EdgeCache.open(path, key, hostStateFiles);
     expect(codeOf(() => c2.getSvid('a'))).toBe('edge-cache/tampered');
     expect(c2.getSvid('b')?.entryId).toBe('b');
     const l = c2.loadSvids();
@@ -112,23 +112,23 @@ describe('EdgeCache', () => {
 
   it('refuses a row moved to another id (the AAD binds table and id)', async () => {
     const { key, path } = await setup();
-    const c = EdgeCache.open(path, key);
+    const c = EdgeCache.open(path, key, hostStateFiles);
     c.putSvid(svid('a'));
     c.close();
     const db = new Database(path);
     db.prepare("UPDATE svids SET id = 'b' WHERE id = 'a'").run();
     // And an entries row copied into the svids table under its own id.
     db.close();
-    const c2 = EdgeCache.open(path, key);
+    const c2 = EdgeCache.open(path, key, hostStateFiles);
     expect(codeOf(() => c2.getSvid('b'))).toBe('edge-cache/tampered');
     c2.close();
   });
 
   it('refuses to open with another key (edge-cache/wrong-key), and refuses bad key files', async () => {
     const { dir, key, path } = await setup();
-    EdgeCache.open(path, key).close();
-    expect(codeOf(() => EdgeCache.open(path, randomBytes(32)))).toBe('edge-cache/wrong-key');
-    expect(codeOf(() => EdgeCache.open(path, randomBytes(16)))).toBe('edge-cache/bad-key');
+    EdgeCache.open(path, key, hostStateFiles).close();
+    expect(codeOf(() => EdgeCache.open(path, randomBytes(32), hostStateFiles))).toBe('edge-cache/wrong-key');
+    expect(codeOf(() => EdgeCache.open(path, randomBytes(16), hostStateFiles))).toBe('edge-cache/bad-key');
     await writeFile(join(dir, 'short.key'), randomBytes(31), { mode: 0o600 });
     expect(codeOf(() => loadOrCreateCacheKey(join(dir, 'short.key'), hostStateFiles))).toBe('edge-cache/bad-key');
     await writeFile(join(dir, 'open.key'), randomBytes(32), { mode: 0o644 });
@@ -141,6 +141,6 @@ describe('EdgeCache', () => {
     const { dir, key } = await setup();
     await writeFile(join(dir, 'elsewhere.db'), '');
     await symlink(join(dir, 'elsewhere.db'), join(dir, 'link.db'));
-    expect(codeOf(() => EdgeCache.open(join(dir, 'link.db'), key))).toBe('edge-cache/io');
+    expect(codeOf(() => EdgeCache.open(join(dir, 'link.db'), key, hostStateFiles))).toBe('edge-cache/io');
   });
 });

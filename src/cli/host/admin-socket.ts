@@ -1,12 +1,15 @@
 /**
- * The cloud's private admin socket (DIR/admin/admin.sock): the CLI's way to reach the running cloud
- * (tokens, nodes, entries). Deny by default: the socket is 0600 in a 0700 directory, and every
- * connection's kernel-verified uid (SO_PEERCRED) must be root or the cloud's own uid. One request, one
- * response per connection (src/protocol/admin), bounded and timed out.
+ * The private admin socket server behind the `OpenAdminSocket` port (src/protocol), shared by the cloud
+ * and the edge agent: the CLI's way to reach a running process. Deny by default: the socket is 0600 in a
+ * 0700 directory (a symlinked directory is refused), and every connection's kernel-verified uid
+ * (SO_PEERCRED, through the edge's peercred addon loader) must be root or the allowed uid (default: this
+ * process's). One request, one response per connection (src/protocol/admin), bounded and timed out.
  */
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { peerCredOf } from '../../edge/index.js';
+import { EdgewardError } from '../../identity/index.js';
 import {
   ADMIN_PROTOCOL_VERSION,
   decodeAdminRequest,
@@ -14,36 +17,21 @@ import {
   readLine,
   type AdminMethod,
   type AdminResponse,
+  type AdminSocketOptions,
+  type AdminSocketServer,
 } from '../../protocol/index.js';
-import { EdgewardError } from '../../identity/index.js';
-import { peerUidOf } from './peercred.js';
 
-export type CloudAdminErrorCode = 'cloud-admin/socket-path-not-socket' | 'cloud-admin/unsafe-dir' | 'cloud-admin/bad-request';
-export class CloudAdminError extends EdgewardError<CloudAdminErrorCode> {}
-
-export type CloudAdminHandler = (params: Record<string, unknown>) => Promise<unknown> | unknown;
-export type CloudAdminHandlers = Partial<Record<AdminMethod, CloudAdminHandler>>;
-
-export interface CloudAdminLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-}
-
-export interface CloudAdminServer {
-  start(): Promise<void>;
-  close(): Promise<void>;
-}
+/**
+ * - `admin/socket-path-not-socket`: something other than a socket is at the socket path (never removed).
+ * - `admin/unsafe-dir`: the socket's directory is not a directory (symlinks are refused).
+ */
+export type AdminSocketErrorCode = 'admin/socket-path-not-socket' | 'admin/unsafe-dir';
+export class AdminSocketError extends EdgewardError<AdminSocketErrorCode> {}
 
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_CONNECTIONS = 32;
 
-export function createCloudAdminServer(opts: {
-  socketPath: string;
-  handlers: CloudAdminHandlers;
-  logger: CloudAdminLogger;
-  /** uid allowed besides root (default: this process's uid). */
-  allowedUid?: number;
-}): CloudAdminServer {
+export function openAdminSocket(opts: AdminSocketOptions): AdminSocketServer {
   const own = opts.allowedUid ?? process.getuid?.() ?? 0;
   let server: Server | undefined;
   const sockets = new Set<Socket>();
@@ -56,7 +44,7 @@ export function createCloudAdminServer(opts: {
   const handle = async (socket: Socket): Promise<void> => {
     let uid: number;
     try {
-      uid = peerUidOf(socket);
+      uid = peerCredOf(socket).uid;
     } catch (e) {
       opts.logger.warn({ event: 'security.admin_peer_unknown', code: (e as EdgewardError).code }, 'admin connection without peer credentials refused');
       socket.destroy();
@@ -73,7 +61,7 @@ export function createCloudAdminServer(opts: {
       method = req.method;
       const h = opts.handlers[req.method];
       if (h === undefined) {
-        reply(socket, { ok: false, error: { code: 'admin/unknown-method', message: `method ${req.method} is not served by the cloud` } });
+        reply(socket, { ok: false, error: { code: 'admin/unknown-method', message: `method ${req.method} is not served here` } });
         return;
       }
       const result = await h(req.params);
@@ -95,7 +83,7 @@ export function createCloudAdminServer(opts: {
       const dir = dirname(opts.socketPath);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const st = lstatSync(dir);
-      if (!st.isDirectory()) throw new CloudAdminError('cloud-admin/unsafe-dir', `${dir} is not a directory (symlinks are refused)`);
+      if (!st.isDirectory()) throw new AdminSocketError('admin/unsafe-dir', `${dir} is not a directory (symlinks are refused)`);
       chmodSync(dir, 0o700);
       let existing;
       try {
@@ -105,7 +93,7 @@ export function createCloudAdminServer(opts: {
       }
       if (existing !== undefined) {
         if (!existing.isSocket()) {
-          throw new CloudAdminError('cloud-admin/socket-path-not-socket', `${opts.socketPath} exists and is not a socket (never removed)`);
+          throw new AdminSocketError('admin/socket-path-not-socket', `${opts.socketPath} exists and is not a socket (never removed)`);
         }
         unlinkSync(opts.socketPath);
       }
