@@ -99,7 +99,7 @@ export interface CloudConfig {
     readonly keepAliveTimeoutMs: number;
   };
   readonly logLevel: CloudLogLevel;
-  /** `unix:///PATH` of an external SPIFFE Workload API (SPIRE mode); parsed, not served yet. */
+  /** `unix:///PATH` of an external SPIFFE Workload API: SPIRE mode (docs/spire.md); also from SPIFFE_ENDPOINT_SOCKET. */
   readonly spiffeSocket: string | undefined;
   readonly configFile: string | undefined;
 }

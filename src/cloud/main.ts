@@ -82,11 +82,14 @@ function prepareDataDir(dir: string): void {
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
 
-function buildAttestors(config: CloudConfig, store: CloudStore): NodeAttestorPlugin[] {
+function buildAttestors(config: CloudConfig, store: CloudStore, log: CloudDeps['logger']): NodeAttestorPlugin[] {
   const list: NodeAttestorPlugin[] = [createJoinTokenAttestor(store)];
   if (config.attestors.x509pop !== undefined) list.push(createX509PopAttestor(createX509PopTrust([...config.attestors.x509pop.caCertsDer])));
   const tpm = config.attestors.tpm;
   // Deny by default: only enrolled EKs, unless the operator opted out (allowAnyEk, unsafe).
+  if (tpm?.allowAnyEk === true) {
+    log.warn({ event: 'security.tpm_any_ek_allowed' }, 'attestors.tpm.allowAnyEk is true: any TPM of the configured manufacturers may join under any unused node name');
+  }
   if (tpm !== undefined) list.push(createTpmAttestor({ manufacturerCas: [...tpm.manufacturerCasDer] }, tpm.allowAnyEk ? { allowAnyEk: true } : { enrolled: tpm.enrolled }));
   return list;
 }
@@ -153,7 +156,7 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
         store,
         ca: embedded.manager,
         clock,
-        attestors: buildAttestors(config, store),
+        attestors: buildAttestors(config, store, log),
         nodeSvidTtlMs: config.nodeSvidTtlMs,
         maxWorkloadSvidTtlMs: config.maxWorkloadSvidTtlMs,
         maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,

@@ -35,7 +35,7 @@ import { createPublicKey, createHash, KeyObject, type JsonWebKey } from 'node:cr
 import { EdgewardError } from './errors.js';
 import { SpiffeIdError, TrustDomain } from './spiffe-id.js';
 import { JsonError, parseStrictJson } from './strict-json.js';
-import { certToPem, parseCertificate, X509Error, type ParsedCertificate } from './x509/certificate.js';
+import { certToPem, parseCertificateShared, X509Error, type ParsedCertificate } from './x509/certificate.js';
 import type { X509BundleSource } from './x509/svid.js';
 import { MAX_JWT_KID_LENGTH, MIN_RSA_BITS, type JwtBundleSource } from './jwt-svid.js';
 
@@ -130,6 +130,77 @@ function publicJwkOf(k: KeyObject, alg: string | undefined, code: BundleErrorCod
   return Object.freeze(out);
 }
 
+/**
+ * The canonical public JWK of a certificate's key (`publicJwkOf` without `alg`), kept per parsed
+ * certificate: `parseCertificateShared` hands out one object per distinct certificate, and the JWK is a
+ * pure function of its key. Failures are not kept.
+ */
+const certJwkCache = new WeakMap<ParsedCertificate, PublicJwk>();
+function certPublicJwk(cert: ParsedCertificate, code: BundleErrorCode): PublicJwk {
+  let j = certJwkCache.get(cert);
+  if (j === undefined) {
+    j = publicJwkOf(cert.publicKey(), undefined, code);
+    certJwkCache.set(cert, j);
+  }
+  return j;
+}
+
+/**
+ * Canonical public JWKs (without `alg`) of JWT authorities given as JWK members, by those members: the
+ * import (which makes OpenSSL check the point or the modulus) and the export are pure functions of them.
+ * Bounded; failures are not kept.
+ */
+const JWT_JWK_CACHE_MAX = 256;
+const jwtJwkCache = new Map<string, PublicJwk>();
+
+function importedJwtJwk(v: Record<string, unknown>): PublicJwk {
+  let key: string | undefined;
+  if (v['kty'] === 'EC' && typeof v['crv'] === 'string' && typeof v['x'] === 'string' && typeof v['y'] === 'string') {
+    key = `EC\u0000${v['crv']}\u0000${v['x']}\u0000${v['y']}`;
+  } else if (v['kty'] === 'RSA' && typeof v['n'] === 'string' && typeof v['e'] === 'string') {
+    key = `RSA\u0000${v['n']}\u0000${v['e']}`;
+  }
+  const hit = key === undefined ? undefined : jwtJwkCache.get(key);
+  if (hit !== undefined) return hit;
+  let k: KeyObject;
+  try {
+    if (v['kty'] === 'EC') {
+      if (typeof v['crv'] !== 'string' || !EC_CURVES.has(v['crv'])) throw new Error(`unsupported curve ${String(v['crv']).slice(0, 32)}`);
+      k = createPublicKey({ key: { kty: 'EC', crv: v['crv'], x: v['x'] as string, y: v['y'] as string }, format: 'jwk' });
+    } else if (v['kty'] === 'RSA') {
+      k = createPublicKey({ key: { kty: 'RSA', n: v['n'] as string, e: v['e'] as string }, format: 'jwk' });
+    } else {
+      throw new Error(`unsupported key type ${String(v['kty']).slice(0, 32)}`);
+    }
+  } catch (e) {
+    throw new JwkImportError(e);
+  }
+  const out = publicJwkOf(k, undefined, 'bundle/bad-jwt-authority');
+  if (key !== undefined) {
+    if (jwtJwkCache.size >= JWT_JWK_CACHE_MAX) jwtJwkCache.delete(jwtJwkCache.keys().next().value!);
+    jwtJwkCache.set(key, out);
+  }
+  return out;
+}
+
+/** The JWK members are not a valid supported public key (carries the import failure). */
+class JwkImportError extends Error {
+  constructor(readonly importCause: unknown) {
+    super('JWK import failed');
+  }
+}
+
+/** `alg` on top of a canonical JWK: checked as `publicJwkOf` checks it (the key itself was checked). */
+function withAlg(j: PublicJwk, alg: string | undefined, code: BundleErrorCode): PublicJwk {
+  if (alg === undefined) return j;
+  if (j.kty === 'EC') {
+    if (EC_CURVES.get(j.crv)!.alg !== alg) throw err(code, `alg ${alg} does not match curve ${j.crv}`);
+  } else if (!RSA_ALGS.has(alg)) {
+    throw err(code, `alg ${alg} is not an RSA JWT-SVID algorithm`);
+  }
+  return Object.freeze({ ...j, alg });
+}
+
 /** Validate a JWT authority (JWK object or KeyObject) and return its canonical public JWK. */
 function normalizeJwtAuthority(v: unknown, kid: string): PublicJwk {
   const detail = { kid: kid.slice(0, 128) };
@@ -142,21 +213,16 @@ function normalizeJwtAuthority(v: unknown, kid: string): PublicJwk {
   if (hasPrivateMembers(v)) throw err('bundle/private-key', 'a bundle must not contain private key material (JWK d/p/q/k...)', undefined, detail);
   const alg = v['alg'];
   if (alg !== undefined && typeof alg !== 'string') throw err('bundle/bad-jwt-authority', 'JWK alg must be a string', undefined, detail);
-  let k: KeyObject;
+  let canonical: PublicJwk;
   try {
-    if (v['kty'] === 'EC') {
-      if (typeof v['crv'] !== 'string' || !EC_CURVES.has(v['crv'])) throw new Error(`unsupported curve ${String(v['crv']).slice(0, 32)}`);
-      k = createPublicKey({ key: { kty: 'EC', crv: v['crv'], x: v['x'] as string, y: v['y'] as string }, format: 'jwk' });
-    } else if (v['kty'] === 'RSA') {
-      k = createPublicKey({ key: { kty: 'RSA', n: v['n'] as string, e: v['e'] as string }, format: 'jwk' });
-    } else {
-      throw new Error(`unsupported key type ${String(v['kty']).slice(0, 32)}`);
-    }
+    canonical = importedJwtJwk(v);
   } catch (e) {
-    throw err('bundle/bad-jwt-authority', 'JWT authority is not a valid supported public key', e, detail);
+    if (e instanceof JwkImportError) throw err('bundle/bad-jwt-authority', 'JWT authority is not a valid supported public key', e.importCause, detail);
+    if (e instanceof BundleError) throw err(e.code, e.message, e.cause, detail);
+    throw e;
   }
   try {
-    return publicJwkOf(k, alg, 'bundle/bad-jwt-authority');
+    return withAlg(canonical, alg, 'bundle/bad-jwt-authority');
   } catch (e) {
     if (e instanceof BundleError) throw err(e.code, e.message, e.cause, detail);
     throw e;
@@ -166,7 +232,7 @@ function normalizeJwtAuthority(v: unknown, kid: string): PublicJwk {
 function parseCaCert(der: Buffer, index: number): ParsedCertificate {
   let cert: ParsedCertificate;
   try {
-    cert = parseCertificate(der);
+    cert = parseCertificateShared(der);
   } catch (e) {
     if (e instanceof X509Error) throw err('bundle/bad-x509-authority', `X.509 authority ${index} is not a valid certificate`, e, { index });
     throw e;
@@ -384,7 +450,7 @@ function x509FromJwk(jwk: Record<string, unknown>, index: number): Buffer | unde
   // RFC 7517 4.7: the certificate's key MUST match the key members of the JWK.
   let certJwk: PublicJwk;
   try {
-    certJwk = publicJwkOf(cert.publicKey(), undefined, 'bundle/bad-x509-authority');
+    certJwk = certPublicJwk(cert, 'bundle/bad-x509-authority');
   } catch (e) {
     if (e instanceof BundleError) throw err(e.code, e.message, e.cause, detail);
     throw err('bundle/bad-x509-authority', 'x5c certificate key is not usable', e, detail);
@@ -460,7 +526,7 @@ const x509JwkCache = new WeakMap<Buffer, string>();
 function x509JwkText(der: Buffer): string {
   let s = x509JwkCache.get(der);
   if (s === undefined) {
-    const key = publicJwkOf(parseCertificate(der).publicKey(), undefined, 'bundle/bad-x509-authority');
+    const key = certPublicJwk(parseCertificateShared(der), 'bundle/bad-x509-authority');
     // Member order as go-jose (SPIRE) writes them: use, kty, crv, x, y | n, e, x5c.
     s = JSON.stringify(
       key.kty === 'EC'

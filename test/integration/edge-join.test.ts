@@ -176,6 +176,11 @@ describe('edgeward edge join + edge start (joined) against a real cloud', () => 
     expect(st.node.notAfter).toBeGreaterThan(Date.now());
     expect(st.cloud.reachable).toBe(true);
     expect(st.entries).toBe(1);
+    // The joined edge lists the delegated entry with its parent, the node (what `entry list` prints).
+    const el = await runCli(['entry', 'list', '--data-dir', edgeDir]);
+    expect(el.code).toBe(0);
+    expect(el.stdout).toContain(`parent: spiffe://${TD}/edgeward/node/n1`);
+    expect(el.stdout).not.toContain('undefined');
     expect((await stat(join(edgeDir, 'cache.db'))).mode & 0o777).toBe(0o600);
     expect((await stat(join(edgeDir, 'keys', 'cache.key'))).mode & 0o777).toBe(0o600);
   }, 60_000);

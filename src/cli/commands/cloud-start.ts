@@ -32,7 +32,7 @@ export const cloudStartCommand = defineCommand({
       'ca-ttl': { type: 'string', value: 'DURATION', description: 'signing CA lifetime (default 7d; at least 6x every SVID TTL)' },
       'node-svid-ttl': { type: 'string', value: 'DURATION', description: 'node SVID lifetime (default 1h)' },
       'x509pop-ca-bundle': { type: 'string', value: 'FILE', description: 'PEM CA certificates for the x509pop attestor (enables it)' },
-      'tpm-ek-ca-bundle': { type: 'string', value: 'FILE', description: 'PEM TPM manufacturer CA certificates for the tpm attestor (enables it)' },
+      'tpm-ek-ca-bundle': { type: 'string', value: 'FILE', description: 'PEM TPM manufacturer CA certificates for the tpm attestor; each TPM must also be enrolled (attestors.tpm.enrolled in --config)' },
     },
     positionals: { min: 0, max: 0 },
   },

@@ -22,7 +22,7 @@ function adminSocket(dataDir: string | undefined, io: CliIo, command: string): s
 interface EntryOut {
   id: string;
   spiffeId: string;
-  parentId: string;
+  parentId?: string;
   selectors: string[];
   x509SvidTtlMs?: number;
   jwtSvidTtlMs?: number;
@@ -34,7 +34,7 @@ interface EntryOut {
 function line(e: EntryOut): string {
   return [
     `${e.id}  ${e.spiffeId}`,
-    `    parent: ${e.parentId}`,
+    ...(e.parentId !== undefined ? [`    parent: ${e.parentId}`] : []),
     `    selectors: ${e.selectors.join(' ')}`,
     ...(e.x509SvidTtlMs !== undefined ? [`    x509 ttl: ${formatDuration(e.x509SvidTtlMs)}`] : []),
     ...(e.jwtSvidTtlMs !== undefined ? [`    jwt ttl: ${formatDuration(e.jwtSvidTtlMs)}`] : []),

@@ -18,14 +18,18 @@
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as cryptoConstants } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { PeerCertificate, SecureContextOptions, TLSSocket } from 'node:tls';
 import {
   bundleToJson,
+  certIssuedBy,
   derToPem,
   EdgewardError,
   parseCertificate,
   type Clock,
+  type ParsedCertificate,
+  type TrustBundle,
 } from '../../identity/index.js';
 import {
   encodeNodeApiMessage,
@@ -161,6 +165,42 @@ function authStatus(code: string): number {
 function errorMessage(code: string, message: string): CloudToEdgeMessage {
   const wire = code.length <= 64 && NODE_API_ERROR_CODE_PATTERN.test(code) ? code : 'internal';
   return { v: NODE_API_VERSION, kind: 'error', code: wire, message: message.slice(0, 256) };
+}
+
+/**
+ * The peer's leaf certificate (DER) alone. The detailed `getPeerCertificate(true)` converts every
+ * certificate of the peer's chain to an object and copies each one first (with OpenSSL 3 a copy re-decodes
+ * the public key), which costs more than the signature checks; `getPeerX509Certificate()` wraps the leaf
+ * without a copy (it does copy the first intermediate, when the peer sent one).
+ */
+function peerLeafDer(socket: TLSSocket): Buffer | undefined {
+  const raw = socket.getPeerX509Certificate()?.raw;
+  return Buffer.isBuffer(raw) && raw.length > 0 ? raw : undefined;
+}
+
+/** Parsed X.509 authorities per bundle (bundles are immutable: parsed once per bundle object). */
+const bundleAuthorities = new WeakMap<TrustBundle, readonly ParsedCertificate[]>();
+
+/**
+ * True when a certificate of `bundle` could have issued `leaf` (names and key identifiers chain, RFC 5280
+ * 6.1.3 (a)(4)): the leaf then validates against the bundle on its own and the rest of the peer's chain
+ * is not needed. Nothing is decided here; the backend still validates the leaf in full.
+ */
+function issuedByBundleAuthority(leaf: ParsedCertificate, bundle: TrustBundle): boolean {
+  let authorities = bundleAuthorities.get(bundle);
+  if (authorities === undefined) {
+    const parsed: ParsedCertificate[] = [];
+    for (const der of bundle.x509Authorities) {
+      try {
+        parsed.push(parseCertificate(der));
+      } catch {
+        // an authority we cannot parse issues nothing the validator would accept
+      }
+    }
+    authorities = parsed;
+    bundleAuthorities.set(bundle, authorities);
+  }
+  return authorities.some((a) => certIssuedBy(leaf, a));
 }
 
 /** The peer's chain, leaf first, from `getPeerCertificate(true)` (issuer links; stops at self-reference). */
@@ -314,16 +354,30 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
     const cached = auth.get(socket);
     if (cached !== undefined && now < cached.notAfter) return { node: cached.node };
     if (cached !== undefined) untrack(socket);
-    const chain = peerChainDer(socket);
+    const leafDer = peerLeafDer(socket);
+    if (leafDer === undefined) return { status: 401, code: 'node-api/unauthenticated', message: 'a node X509-SVID client certificate is required', logged: false };
+    let leaf: ParsedCertificate | undefined;
+    try {
+      leaf = parseCertificate(leafDer);
+    } catch {
+      leaf = undefined; // the backend refuses it with its own typed error
+    }
+    // A leaf issued by an authority of our bundle (the embedded CA's signing CAs are in it) is validated
+    // alone; otherwise (e.g. a SPIRE bundle holding only roots) the peer's whole chain is read and passed.
+    let leafSuffices = false;
+    if (leaf !== undefined) {
+      try {
+        leafSuffices = issuedByBundleAuthority(leaf, identity.bundle());
+      } catch {
+        leafSuffices = false;
+      }
+    }
+    const chain = leafSuffices ? [leafDer] : peerChainDer(socket);
     if (chain.length === 0) return { status: 401, code: 'node-api/unauthenticated', message: 'a node X509-SVID client certificate is required', logged: false };
     try {
       const node = backend.authenticate(chain, source);
-      let notAfter = now;
-      try {
-        notAfter = parseCertificate(chain[0]!).notAfter;
-      } catch {
-        notAfter = now; // the backend accepted it; do not cache
-      }
+      // The backend accepted the chain, whose leaf is `leaf` (unparseable: do not cache).
+      const notAfter = leaf !== undefined && leaf.raw.equals(chain[0]!) ? leaf.notAfter : now;
       if (notAfter > now) track(socket, { node, notAfter });
       return { node };
     } catch (e) {
@@ -390,6 +444,14 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
         {
           ...secureContext(),
           minVersion: 'TLSv1.3',
+          // TLS 1.3 session tickets. Edge clients never resume (they keep no sessions), and a resumed
+          // session would carry an earlier handshake's client certificate without a new proof of
+          // possession of its key. Yet OpenSSL sends two tickets after every handshake; by default they
+          // are stateless: the session, including the client's certificate chain, serialised, copied and
+          // encrypted for every connection. With SSL_OP_NO_TICKET they are stateful (a session ID) and,
+          // with no server-side session cache here, nothing is stored: no session can be resumed, so
+          // every connection does a full handshake with its client certificate.
+          secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
           requestCert: true,
           rejectUnauthorized: false,
           handshakeTimeout: Math.min(HANDSHAKE_TIMEOUT_MS, limits.headersTimeoutMs),

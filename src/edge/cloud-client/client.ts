@@ -14,11 +14,12 @@
  */
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import { createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContext } from 'node:tls';
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   bundleDigest,
+  certIssuedBy,
   derToPem,
   EdgewardError,
   parseBundleJson,
@@ -27,6 +28,7 @@ import {
   SpiffeId,
   validateX509Svid,
   type Clock,
+  type ParsedCertificate,
   type TrustBundle,
   type TrustDomain,
 } from '../../identity/index.js';
@@ -43,6 +45,17 @@ export const MAX_CLOUD_RESPONSE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_CLOUD_TIMEOUT_MS = 15_000;
 const MAX_PEER_CHAIN = 10;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const TLS_VERSIONS = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
+
+/**
+ * The bootstrap's TLS context (no client certificate, nothing verified: the digest check decides). Built
+ * once per process: building a context (SSL_CTX_new and its settings) costs more than the GET itself.
+ */
+let bootstrapContext: SecureContext | undefined;
+function bootstrapSecureContext(): SecureContext {
+  bootstrapContext ??= createSecureContext({ ...TLS_VERSIONS });
+  return bootstrapContext;
+}
 
 export interface CloudAddress {
   host: string;
@@ -106,13 +119,69 @@ function peerChain(cert: PeerCertificate | DetailedPeerCertificate | undefined):
   return out;
 }
 
+/** Parsed X.509 authorities per bundle (bundles are immutable, so each is parsed once). */
+const bundleAuthorities = new WeakMap<TrustBundle, readonly ParsedCertificate[]>();
+
+function authoritiesOf(bundle: TrustBundle): readonly ParsedCertificate[] {
+  let out = bundleAuthorities.get(bundle);
+  if (out === undefined) {
+    const parsed: ParsedCertificate[] = [];
+    for (const der of bundle.x509Authorities) {
+      try {
+        parsed.push(parseCertificate(der));
+      } catch {
+        // an authority that does not parse issues nothing a validator accepts
+      }
+    }
+    out = parsed;
+    bundleAuthorities.set(bundle, out);
+  }
+  return out;
+}
+
+/**
+ * What the mTLS connections present and trust, for a node SVID chain and the cloud's bundle.
+ *
+ * The cloud validates node SVIDs against this same bundle, whose every CA is a trust anchor (X509-SVID
+ * validation), and retires a signing CA only once everything it signed has expired; RFC 8446 4.4.2 lets a
+ * sender omit certificates the peer is known to hold. So when an authority of the bundle issued the leaf,
+ * only the leaf is sent: each certificate the cloud receives costs it a decode and a chain-building
+ * attempt in the handshake. OpenSSL completes a certificate that comes without its chain from the
+ * context's `ca` store (and would then send the bundle's root too), so that context trusts only the
+ * bundle's self-signed authorities: OpenSSL's verification of the cloud (no partial chains) ends at one of
+ * them in any case, the cloud sends its signing CA, and the cloud's identity is checked against the whole
+ * bundle by `#checkChain`. Otherwise the whole chain is presented, with the whole bundle as `ca`.
+ */
+function mtlsMaterial(chainDer: readonly Buffer[], bundle: TrustBundle, caPem: string): { certPem: string; caPem: string } {
+  const pem = (ders: readonly Buffer[]): string => ders.map((d) => derToPem(d, 'CERTIFICATE')).join('');
+  if (chainDer.length > 1) {
+    try {
+      const leaf = parseCertificate(chainDer[0]!);
+      const authorities = authoritiesOf(bundle);
+      const roots = authorities.filter((a) => a.issuerRaw.equals(a.subjectRaw));
+      if (roots.length > 0 && authorities.some((a) => certIssuedBy(leaf, a))) {
+        return { certPem: pem([chainDer[0]!]), caPem: pem(roots.map((r) => r.raw)) };
+      }
+    } catch {
+      // not parseable here: present it as it is and let the cloud refuse it
+    }
+  }
+  return { certPem: pem(chainDer), caPem };
+}
+
 export class CloudClient {
   readonly address: CloudAddress;
   readonly #clock: Clock;
   readonly #timeoutMs: number;
   #bundle: TrustBundle | undefined;
   #caPem = '';
-  #creds: { certPem: string; keyPem: string } | undefined;
+  #creds: { chainDer: readonly Buffer[]; keyPem: string } | undefined;
+  /**
+   * TLS contexts built once per bundle and per (bundle, credentials) instead of once per connection (a
+   * context parses the CA, certificate and key PEM). Dropped when the bundle or the credentials change.
+   */
+  #verifyContext: SecureContext | undefined;
+  #mtls: { certPem: string; context: SecureContext } | undefined;
   #agent: Agent;
   #closed = false;
 
@@ -132,14 +201,17 @@ export class CloudClient {
   setBundle(b: TrustBundle): void {
     this.#bundle = b;
     this.#caPem = b.x509Authorities.map((d) => derToPem(d, 'CERTIFICATE')).join('');
+    this.#verifyContext = undefined;
+    this.#mtls = undefined;
   }
 
   /** Present these credentials on /v1/node calls from now on. */
   setCredentials(c: NodeCredentials): void {
     this.#creds = {
-      certPem: c.chainDer.map((d) => derToPem(d, 'CERTIFICATE')).join(''),
+      chainDer: Object.freeze([...c.chainDer]),
       keyPem: derToPem(pkcs8FromPrivateKey(c.privateKey), 'PRIVATE KEY'),
     };
+    this.#mtls = undefined;
   }
 
   /**
@@ -224,32 +296,44 @@ export class CloudClient {
     o: { verify: boolean; mtls?: boolean },
   ): Promise<{ status: number; body: Buffer; chain: Buffer[] }> {
     if (this.#closed) return Promise.reject(new CloudClientError('cloud-client/unreachable', 'the client is closed'));
-    const opts: RequestOptions = {
+    // node:https hands `secureContext` to tls.connect (its RequestOptions type does not list it).
+    const opts: RequestOptions & { secureContext?: SecureContext } = {
       host: this.address.host,
       port: this.address.port,
       method,
       path,
-      minVersion: 'TLSv1.3',
-      maxVersion: 'TLSv1.3',
+      ...TLS_VERSIONS,
       headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', 'content-length': String(body.length), accept: 'application/json' },
     };
     if (isIP(this.address.host) === 0) opts.servername = this.address.host;
     if (o.verify) {
       const bundle = this.#bundle!;
       opts.agent = this.#agent;
+      // `ca`, `cert` and `key` stay in the options although the prebuilt `secureContext` is what TLS uses:
+      // the agent keys its pooled connections by them, so a connection is only reused for the same
+      // bundle and the same credentials (never an mTLS one for an anonymous call or the reverse).
       opts.ca = this.#caPem;
       opts.rejectUnauthorized = true;
       // Called inside the handshake after OpenSSL verified the chain to the bundle; an error destroys the
       // socket before 'secureConnect', so the buffered request is never sent.
       opts.checkServerIdentity = (_host, cert) => this.#checkChain(peerChain(cert), bundle);
       if (o.mtls === true && this.#creds !== undefined) {
-        opts.cert = this.#creds.certPem;
+        if (this.#mtls === undefined) {
+          const m = mtlsMaterial(this.#creds.chainDer, bundle, this.#caPem);
+          this.#mtls = { certPem: m.certPem, context: createSecureContext({ ...TLS_VERSIONS, ca: m.caPem, cert: m.certPem, key: this.#creds.keyPem }) };
+        }
+        opts.cert = this.#mtls.certPem;
         opts.key = this.#creds.keyPem;
+        opts.secureContext = this.#mtls.context;
+      } else {
+        this.#verifyContext ??= createSecureContext({ ...TLS_VERSIONS, ca: this.#caPem });
+        opts.secureContext = this.#verifyContext;
       }
     } else {
       // Bootstrap only: a GET without a body; nothing the answer says is trusted before the digest check.
       opts.agent = false;
       opts.rejectUnauthorized = false;
+      opts.secureContext = bootstrapSecureContext();
     }
     return new Promise((resolve, reject) => {
       let settled = false;

@@ -237,6 +237,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
           catalog.all().map((e) => ({
             id: e.id,
             spiffeId: e.spiffeId.toString(),
+            ...(e.parentId === undefined ? {} : { parentId: e.parentId.toString() }),
             selectors: e.selectors.map((s) => `${s.type}:${s.value}`),
             ...(e.x509SvidTtlMs === undefined ? {} : { x509SvidTtlMs: e.x509SvidTtlMs }),
             ...(e.jwtSvidTtlMs === undefined ? {} : { jwtSvidTtlMs: e.jwtSvidTtlMs }),

@@ -22,6 +22,7 @@ function toView(e: NodeEntry, td: TrustDomain): EntryView {
   return {
     id: e.id,
     spiffeId,
+    parentId: SpiffeId.parse(e.parentId),
     selectors,
     x509SvidTtlMs: e.x509SvidTtlMs,
     jwtSvidTtlMs: e.jwtSvidTtlMs,

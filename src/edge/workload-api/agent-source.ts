@@ -21,6 +21,8 @@ import { WorkloadEndpointError } from './status.js';
 export interface EntryView {
   id: string;
   spiffeId: SpiffeId;
+  /** The entry's parent (the node, or a node alias), when the catalogue knows it. */
+  parentId?: SpiffeId | undefined;
   selectors: readonly Selector[];
   x509SvidTtlMs?: number | undefined;
   jwtSvidTtlMs?: number | undefined;

@@ -272,6 +272,32 @@ function parseUnchecked(der: Buffer): ParsedCertificate {
   };
 }
 
+/** How many distinct certificates `parseCertificateShared` keeps (least recently used dropped first). */
+const SHARED_PARSE_MAX = 512;
+const sharedParses = new Map<string, ParsedCertificate>();
+
+/**
+ * `parseCertificate` for certificates that recur (bundle authorities, signing CAs, SVIDs presented on
+ * every connection): parsing is a pure function of the bytes, so results are kept by content (bounded)
+ * and one parsed object, with its lazily imported public key, is shared by every caller that hands in the
+ * same bytes. The parsed object refers to a private copy of the bytes, never to the caller's buffer.
+ * Failures are not kept: bad input throws exactly what `parseCertificate` throws, every time. Callers
+ * must treat the result as read-only.
+ */
+export function parseCertificateShared(der: Buffer): ParsedCertificate {
+  if (!Buffer.isBuffer(der) || der.length > MAX_CERT_BYTES) return parseCertificate(der);
+  const key = der.toString('latin1');
+  let p = sharedParses.get(key);
+  if (p === undefined) {
+    p = parseCertificate(Buffer.from(der));
+    if (sharedParses.size >= SHARED_PARSE_MAX) sharedParses.delete(sharedParses.keys().next().value!);
+  } else {
+    sharedParses.delete(key); // most recently used last
+  }
+  sharedParses.set(key, p);
+  return p;
+}
+
 const PEM_CERT = /-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END CERTIFICATE-----/g;
 
 /** All CERTIFICATE blocks of a PEM text, as DER (bounded count). */

@@ -9,7 +9,7 @@
  */
 import { EdgewardError } from '../errors.js';
 import { SpiffeId, SpiffeIdError, type TrustDomain } from '../spiffe-id.js';
-import { MAX_CHAIN_CERTS, parseCertificate, X509Error, type ParsedCertificate } from './certificate.js';
+import { MAX_CHAIN_CERTS, parseCertificateShared, X509Error, type ParsedCertificate } from './certificate.js';
 import { OID } from './oids.js';
 import { certIssuedBy, certSignedBy } from './path.js';
 
@@ -56,30 +56,22 @@ const HANDLED_EXTENSIONS = new Set<string>([
 ]);
 
 // ---- caches of parsed certificates: parsing and key import are pure functions of the bytes, so they
-// are cached (anchors by Buffer identity, chain certificates by content). Signatures and validity are
-// checked on every validation; nothing about trust is cached.
+// are cached (anchors by Buffer identity, then everything by content: a bundle parsed again from its JSON
+// holds new buffers with the same authorities). Signatures and validity are checked on every validation;
+// nothing about trust is cached.
 const anchorCache = new WeakMap<Buffer, ParsedCertificate>();
-const CHAIN_CACHE_MAX = 256;
-const chainCache = new Map<string, ParsedCertificate>();
 
 function parseAnchor(der: Buffer): ParsedCertificate {
   let p = anchorCache.get(der);
   if (p === undefined) {
-    p = parseCertificate(der);
+    p = parseCertificateShared(der);
     anchorCache.set(der, p);
   }
   return p;
 }
 
 function parseChainCert(der: Buffer): ParsedCertificate {
-  const key = der.toString('latin1');
-  let p = chainCache.get(key);
-  if (p === undefined) {
-    p = parseCertificate(Buffer.from(der));
-    if (chainCache.size >= CHAIN_CACHE_MAX) chainCache.delete(chainCache.keys().next().value!);
-    chainCache.set(key, p);
-  }
-  return p;
+  return parseCertificateShared(der);
 }
 
 function err(code: X509SvidErrorCode, message: string, detail?: Record<string, string | number | boolean>): X509SvidError {
