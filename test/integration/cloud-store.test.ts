@@ -159,6 +159,34 @@ describe('cloud store: node registry', () => {
     }
   });
 
+  it('serialStatus: why a serial is refused, promotion only of the pending serial, nothing written otherwise', async () => {
+    const { store } = await open();
+    const changes: NodeChange[] = [];
+    store.onChange((c) => changes.push(c));
+    try {
+      expect(store.serialStatus('edge-1', '01aa')).toBe('unknown-node');
+      expect(store.serialStatus("edge-1' OR 1=1 --", '01aa')).toBe('unknown-node');
+      store.upsertAttestedNode(node());
+      expect(store.serialStatus('edge-1', '01aa')).toBe('current');
+      expect(store.serialStatus('edge-1', '02bb')).toBe('superseded');
+      store.setPendingSerial('edge-1', '02bb', T0 + 7_200_000);
+      expect(store.serialStatus('edge-1', '01aa')).toBe('current'); // the old one until the new one is used
+      expect(changes.map((c) => c.kind)).toEqual(['attested', 'renewal-pending']);
+      expect(store.serialStatus('edge-1', '02bb')).toBe('promoted');
+      expect(store.getNode('edge-1')).toMatchObject({ serialHex: '02bb', notAfter: T0 + 7_200_000, pendingSerialHex: undefined });
+      expect(store.serialStatus('edge-1', '02bb')).toBe('current');
+      expect(store.serialStatus('edge-1', '01aa')).toBe('superseded');
+      expect(changes.map((c) => c.kind)).toEqual(['attested', 'renewal-pending', 'promoted']);
+      store.setPendingSerial('edge-1', '03cc');
+      store.ban('edge-1');
+      expect(store.serialStatus('edge-1', '02bb')).toBe('banned');
+      expect(store.serialStatus('edge-1', '03cc')).toBe('banned');
+      expect(changes.map((c) => c.kind)).toEqual(['attested', 'renewal-pending', 'promoted', 'renewal-pending', 'banned']);
+    } finally {
+      store.close();
+    }
+  });
+
   it('ban clears serials and refuses attest/renew until unban; evict deletes the record', async () => {
     const { store } = await open();
     const changes: NodeChange[] = [];

@@ -511,11 +511,12 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
         const v = validateNodeChain(chainDer, bundleSource, clock.now(), td);
         const { spiffeId, serialHex } = v;
         name = v.name;
-        const node = store.getNode(name);
-        if (node === undefined) throw new NodeServiceError('node/unknown', `node ${name} is not attested; attest again`);
-        if (node.banned) throw new NodeServiceError('node/banned', `node ${name} is banned`);
-        // Current or pending serial (a pending one is promoted on first use, reference §3 "Agent rotation").
-        if (!store.acceptSerial(name, serialHex)) {
+        // Current or pending serial (a pending one is promoted on first use, reference §3 "Agent rotation"):
+        // one store call reads the node's row once and says why a refusal is one.
+        const check = store.serialStatus(name, serialHex);
+        if (check === 'unknown-node') throw new NodeServiceError('node/unknown', `node ${name} is not attested; attest again`);
+        if (check === 'banned') throw new NodeServiceError('node/banned', `node ${name} is banned`);
+        if (check === 'superseded') {
           throw new NodeServiceError('node-api/unauthenticated', 'this node SVID was superseded or revoked', { detail: { reason: 'serial' } });
         }
         return { nodeName: name, spiffeId, serialHex };

@@ -18,6 +18,7 @@ export {
   type CloudStoreOptions,
   type NodeChange,
   type NodeChangeKind,
+  type SerialStatus,
   type EntryChange,
   type EntryChangeCause,
 } from './store.js';

@@ -134,6 +134,9 @@ export interface AttestedNode {
   readonly updatedAt: number;
 }
 
+/** The outcome of `CloudStore.serialStatus`. */
+export type SerialStatus = 'current' | 'promoted' | 'unknown-node' | 'banned' | 'superseded';
+
 export type NodeChangeKind = 'attested' | 'renewal-pending' | 'promoted' | 'banned' | 'unbanned' | 'evicted';
 
 export interface NodeChange {
@@ -202,10 +205,18 @@ export interface CloudStore extends JoinTokenConsumer {
   /** True iff the node exists, is not banned, and `serialHex` is its current or pending serial. */
   isSerialCurrent(name: string, serialHex: string): boolean;
   /**
-   * Check and promote in one transaction (what a connection handler wants): true iff the serial is valid;
-   * a valid pending serial is promoted on the spot (reference §5 item 34).
+   * Check and promote (what a connection handler wants): true iff the serial is valid; a valid pending
+   * serial is promoted on the spot (reference §5 item 34). See `serialStatus`.
    */
   acceptSerial(name: string, serialHex: string): boolean;
+  /**
+   * `acceptSerial` that also says why a serial is refused, so an authentication needs no other read:
+   * 'current' (the current serial), 'promoted' (it was the pending one and now is the only valid one),
+   * 'unknown-node', 'banned', or 'superseded' (neither the current nor the pending serial). The common
+   * case (the current serial) is one indexed read and no write transaction; only a promotion opens an
+   * IMMEDIATE transaction, which re-reads the row before it changes anything.
+   */
+  serialStatus(name: string, serialHex: string): SerialStatus;
   /** Clear the serials and refuse attestation/renewal until unban. Throws `cloud-store/unknown-node`. */
   ban(name: string): AttestedNode;
   /** Lift a ban (the node must attest again to get a serial). Throws `cloud-store/unknown-node`. */
@@ -454,7 +465,10 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       reattestable, banned, attested_at, updated_at, selectors)
       VALUES (@name, 'spire', @fingerprint, @serial, @not_after, NULL, NULL, 0, 0, @now, @now, '[]')`),
     nodeSpireSeen: db.prepare('UPDATE nodes SET serial = @serial, not_after = @not_after, updated_at = @now WHERE name = @name'),
-    nodeSetPending: db.prepare('UPDATE nodes SET pending_serial = ?, pending_not_after = ?, updated_at = ? WHERE name = ?'),
+    // The columns an authentication needs (no selectors JSON, no fingerprint).
+    nodeSerials: db.prepare('SELECT serial, pending_serial, banned FROM nodes WHERE name = ?'),
+    // One statement: only a non-banned node's row changes, and the row comes back as it now is.
+    nodeSetPending: db.prepare('UPDATE nodes SET pending_serial = ?, pending_not_after = ?, updated_at = ? WHERE name = ? AND banned = 0 RETURNING *'),
     nodePromote: db.prepare(`UPDATE nodes SET serial = pending_serial, not_after = COALESCE(pending_not_after, not_after),
       pending_serial = NULL, pending_not_after = NULL, updated_at = ? WHERE name = ?`),
     nodeBan: db.prepare(`UPDATE nodes SET banned = 1, serial = NULL, not_after = NULL, pending_serial = NULL,
@@ -494,11 +508,13 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
   const corrupt = (what: string, cause?: unknown): CloudStoreError =>
     new CloudStoreError('cloud-store/corrupt', `cloud store ${dbPath}: ${what}`, cause === undefined ? undefined : { cause });
 
+  // One transaction wrapper for every write (db.transaction builds a new wrapper each time it is called).
+  const immediate = db.transaction((fn: () => unknown): unknown => fn()).immediate;
   /** Run `fn` in an IMMEDIATE transaction, mapping unexpected SQLite errors to `cloud-store/io`. */
   const write = <T>(fn: () => T): T => {
     live();
     try {
-      return db.transaction(fn).immediate();
+      return immediate(fn) as T;
     } catch (e) {
       if (e instanceof CloudStoreError || e instanceof NodeNameError || e instanceof EntryValidationError) throw e;
       throw ioError(dbPath, 'write', e);
@@ -669,6 +685,34 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
     }
   };
 
+  const serialStatus = (name: string, serialHex: string): SerialStatus => {
+    if (!lookupName(name) || typeof serialHex !== 'string') {
+      live();
+      return 'unknown-node';
+    }
+    type Serials = Pick<NodeRow, 'serial' | 'pending_serial' | 'banned'>;
+    const classify = (row: Serials | undefined): SerialStatus | 'pending' => {
+      if (row === undefined) return 'unknown-node';
+      if (row.banned === 1) return 'banned';
+      if (row.serial !== null && row.serial === serialHex) return 'current';
+      if (row.pending_serial !== null && row.pending_serial === serialHex) return 'pending';
+      return 'superseded';
+    };
+    // The common case reads one committed state of the row (a single statement, no transaction): the
+    // answer is what an IMMEDIATE transaction would have seen at that instant.
+    const seen = read(() => classify(stmt.nodeSerials.get(name) as Serials | undefined));
+    if (seen !== 'pending') return seen;
+    // A promotion: decide again on the row under the write lock (it may have changed since the read).
+    const result = write((): SerialStatus => {
+      const now = classify(stmt.nodeSerials.get(name) as Serials | undefined);
+      if (now !== 'pending') return now;
+      stmt.nodePromote.run(clock.now(), name);
+      return 'promoted';
+    });
+    if (result === 'promoted') emit('promoted', name);
+    return result;
+  };
+
   return {
     path: dbPath,
 
@@ -789,10 +833,11 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
       const serial = checkSerial('serialHex', serialHex);
       const pendingNotAfter = notAfter === undefined ? null : checkTime('notAfter', notAfter);
       const node = write(() => {
-        const row = mustGet(name);
-        notBanned(row);
-        stmt.nodeSetPending.run(serial, pendingNotAfter, clock.now(), name);
-        return nodeFromRow(mustGet(name));
+        const updated = stmt.nodeSetPending.get(serial, pendingNotAfter, clock.now(), name) as NodeRow | undefined;
+        if (updated !== undefined) return nodeFromRow(updated);
+        // Nothing changed: say why (unknown-node or node-banned).
+        notBanned(mustGet(name));
+        throw corrupt(`node "${name}" was neither updated nor found banned`);
       });
       emit('renewal-pending', name);
       return node;
@@ -827,23 +872,11 @@ export function createCloudStore(dbPath: string, options: CloudStoreOptions): Cl
     },
 
     acceptSerial(name: string, serialHex: string): boolean {
-      if (!lookupName(name) || typeof serialHex !== 'string') {
-        live();
-        return false;
-      }
-      const result = write((): 'current' | 'promoted' | 'refused' => {
-        const row = getRow(name);
-        if (row === undefined || row.banned === 1) return 'refused';
-        if (row.serial !== null && row.serial === serialHex) return 'current';
-        if (row.pending_serial !== null && row.pending_serial === serialHex) {
-          stmt.nodePromote.run(clock.now(), name);
-          return 'promoted';
-        }
-        return 'refused';
-      });
-      if (result === 'promoted') emit('promoted', name);
-      return result !== 'refused';
+      const r = serialStatus(name, serialHex);
+      return r === 'current' || r === 'promoted';
     },
+
+    serialStatus,
 
     ban(name: string): AttestedNode {
       parseNodeName(name);
