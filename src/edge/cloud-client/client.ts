@@ -12,7 +12,7 @@
  * handshake completes, so no request line or body is ever written to it (TLSSocket buffers writes until
  * the connection is secure). TLS sessions are not cached, so every connection is checked in full.
  */
-import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { Agent, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type DetailedPeerCertificate, type PeerCertificate, type SecureContext } from 'node:tls';
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
@@ -39,9 +39,9 @@ import {
   type EdgeToCloudMessage,
 } from '../../protocol/index.js';
 import { CloudClientError, CloudRefusedError, JoinError } from './errors.js';
+import { exchange } from './exchange.js';
+export { MAX_CLOUD_RESPONSE_BYTES } from './exchange.js';
 
-/** Largest answer the edge reads (the contract's MAX_NODE_API_RESULT_BYTES). */
-export const MAX_CLOUD_RESPONSE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_CLOUD_TIMEOUT_MS = 15_000;
 const MAX_PEER_CHAIN = 10;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -335,48 +335,14 @@ export class CloudClient {
       opts.rejectUnauthorized = false;
       opts.secureContext = bootstrapSecureContext();
     }
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (e: unknown): void => {
-        if (settled) return;
-        settled = true;
-        const code = String((e as { code?: unknown } | undefined)?.code ?? '');
-        if (e instanceof EdgewardError) reject(e);
-        // OpenSSL refused the chain (not issued by the pinned bundle, expired, ...): nothing was sent.
-        else if (/CERT|VERIFY|SELF_SIGNED|ISSUER/.test(code)) reject(new CloudClientError('cloud-client/untrusted-server', `the server's certificate does not chain to the pinned bundle (${code})`, { cause: e }));
-        else reject(new CloudClientError('cloud-client/unreachable', `cannot reach the cloud at ${this.address.text}: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
-      };
-      const req = httpsRequest(opts, (res: IncomingMessage) => {
-        const chain = o.verify ? [] : peerChain((res.socket as unknown as { getPeerCertificate(d: boolean): DetailedPeerCertificate }).getPeerCertificate(true));
-        const declared = Number(res.headers['content-length'] ?? '0');
-        if (declared > MAX_CLOUD_RESPONSE_BYTES) {
-          res.destroy();
-          fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
-          return;
-        }
-        const parts: Buffer[] = [];
-        let size = 0;
-        res.on('data', (b: Buffer) => {
-          size += b.length;
-          if (size > MAX_CLOUD_RESPONSE_BYTES) {
-            res.destroy();
-            req.destroy();
-            fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
-            return;
-          }
-          parts.push(b);
-        });
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts), chain });
-        });
-        res.on('error', fail);
-        res.on('aborted', () => fail(new CloudClientError('cloud-client/unreachable', 'the cloud closed the connection mid-answer')));
-      });
-      req.setTimeout(this.#timeoutMs, () => req.destroy(new CloudClientError('cloud-client/timeout', `no answer from the cloud within ${this.#timeoutMs} ms`)));
-      req.on('error', fail);
-      req.end(body);
-    });
+    let chain: Buffer[] = [];
+    const onResponse = o.verify
+      ? undefined
+      : (res: IncomingMessage): void => {
+          chain = peerChain((res.socket as unknown as { getPeerCertificate(d: boolean): DetailedPeerCertificate }).getPeerCertificate(true));
+        };
+    return exchange(opts, body, { addressText: this.address.text, timeoutMs: this.#timeoutMs, trustedWhat: 'the pinned bundle', ...(onResponse === undefined ? {} : { onResponse }) }).then(
+      (r) => ({ status: r.status, body: r.body, chain }),
+    );
   }
 }

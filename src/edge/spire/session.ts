@@ -14,8 +14,7 @@
  *   once, or the keep-alive timeout) is reported through `onSessionClosed`, so the agent can contact the
  *   cloud again and learn why, instead of waiting for its next period.
  */
-import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import { Agent, type RequestOptions } from 'node:https';
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
@@ -29,7 +28,8 @@ import {
   type TrustDomain,
 } from '../../identity/index.js';
 import { decodeCloudToEdge, encodeNodeApiMessage, type CloudToEdgeMessage, type EdgeToCloudMessage } from '../../protocol/index.js';
-import { cloudSpiffeId, MAX_CLOUD_RESPONSE_BYTES, type CloudAddress } from '../cloud-client/client.js';
+import { cloudSpiffeId, type CloudAddress } from '../cloud-client/client.js';
+import { exchange } from '../cloud-client/exchange.js';
 import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
 
 const MAX_PEER_CHAIN = 10;
@@ -160,46 +160,11 @@ export class SpireCloudClient {
       headers: { 'content-type': 'application/json', 'content-length': String(body.length), accept: 'application/json' },
     };
     if (isIP(this.address.host) === 0) opts.servername = this.address.host;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (e: unknown): void => {
-        if (settled) return;
-        settled = true;
-        const code = String((e as { code?: unknown } | undefined)?.code ?? '');
-        if (e instanceof EdgewardError) reject(e);
-        else if (/CERT|VERIFY|SELF_SIGNED|ISSUER/.test(code)) reject(new CloudClientError('cloud-client/untrusted-server', `the server's certificate does not chain to the SPIRE bundle (${code})`, { cause: e }));
-        else reject(new CloudClientError('cloud-client/unreachable', `cannot reach the cloud at ${this.address.text}: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
-      };
-      const req = httpsRequest(opts, (res: IncomingMessage) => {
-        const socket = res.socket as Socket;
-        const declared = Number(res.headers['content-length'] ?? '0');
-        if (declared > MAX_CLOUD_RESPONSE_BYTES) {
-          res.destroy();
-          fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
-          return;
-        }
-        const parts: Buffer[] = [];
-        let size = 0;
-        res.on('data', (b: Buffer) => {
-          size += b.length;
-          if (size > MAX_CLOUD_RESPONSE_BYTES) {
-            res.destroy();
-            req.destroy();
-            fail(new CloudClientError('cloud-client/bad-response', `the cloud's answer is larger than ${MAX_CLOUD_RESPONSE_BYTES} bytes`));
-            return;
-          }
-          parts.push(b);
-        });
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          if (res.statusCode === 200) this.#authed.add(socket);
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) });
-        });
-        res.on('error', fail);
-        res.on('aborted', () => fail(new CloudClientError('cloud-client/unreachable', 'the cloud closed the connection mid-answer')));
-      });
-      req.on('socket', (s: Socket) => {
+    return exchange(opts, body, {
+      addressText: this.address.text,
+      timeoutMs: this.#o.timeoutMs,
+      trustedWhat: 'the SPIRE bundle',
+      onSocket: (s: Socket) => {
         if (this.#watched.has(s)) return;
         this.#watched.add(s);
         s.once('close', () => {
@@ -207,10 +172,10 @@ export class SpireCloudClient {
           if (this.#closed || this.#material?.agent !== m.agent || !this.#authed.has(s)) return;
           this.#o.onSessionClosed?.();
         });
-      });
-      req.setTimeout(this.#o.timeoutMs, () => req.destroy(new CloudClientError('cloud-client/timeout', `no answer from the cloud within ${this.#o.timeoutMs} ms`)));
-      req.on('error', fail);
-      req.end(body);
+      },
+    }).then(({ status, body: answer, socket }) => {
+      if (status === 200) this.#authed.add(socket);
+      return { status, body: answer };
     });
   }
 }
