@@ -339,6 +339,12 @@ describe('attested join over real HTTPS', () => {
       const socket = first.socket;
       expect(socket.destroyed).toBe(false);
       const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      // A renewal on the same connection changes the node's record (a pending serial), which makes the
+      // connection authenticate again; it must still be found and closed by the ban below.
+      const { csr } = await keyAndCsr('ignored');
+      const renewed = await post('/v1/node', { v: 1, kind: 'renew.request', csr }, { agent });
+      expect(message(renewed).kind).toBe('renew.result');
+      expect(renewed.socket).toBe(socket);
 
       const ban = await runCli(['node', 'ban', 'edge-ban', '--data-dir', dir]);
       expect(ban.code).toBe(0);

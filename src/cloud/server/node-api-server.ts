@@ -40,6 +40,7 @@ import {
   type CloudToEdgeMessage,
 } from '../../protocol/index.js';
 import type { CloudIdentity } from '../ca/index.js';
+import { nodeApiHttpStatus } from '../node-service/index.js';
 
 export const NODE_API_PATHS = { bundle: '/v1/bundle', attest: '/v1/attest', node: '/v1/node' } as const;
 
@@ -56,6 +57,8 @@ export const NODE_API_SERVER_ERROR_CODES = [
   'http/unsupported-media-type',
   'node-api/too-large',
   'node-api/unauthenticated',
+  'http/bad-request',
+  'http/timeout',
   'internal',
 ] as const;
 export type NodeApiServerErrorCode = (typeof NODE_API_SERVER_ERROR_CODES)[number];
@@ -157,10 +160,6 @@ function lingerOnClose(socket: Socket): void {
 }
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** Status for a refusal of `authenticate` (contract: 401 unauthenticated, 403 banned). */
-function authStatus(code: string): number {
-  return code === 'node/banned' ? 403 : 401;
-}
 
 function errorMessage(code: string, message: string): CloudToEdgeMessage {
   const wire = code.length <= 64 && NODE_API_ERROR_CODE_PATTERN.test(code) ? code : 'internal';
@@ -259,6 +258,16 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
     let set = byNode.get(state.node.nodeName);
     if (set === undefined) byNode.set(state.node.nodeName, (set = new Set()));
     set.add(socket);
+  };
+  /**
+   * Make these connections authenticate again on their next request. They stay in `byNode`, so a ban or
+   * evict that follows still finds and closes them.
+   */
+  const markStale = (set: Iterable<Socket>): void => {
+    for (const s of set) {
+      const st = auth.get(s);
+      if (st !== undefined) auth.set(s, { ...st, notAfter: 0 });
+    }
   };
   const untrack = (socket: Socket): void => {
     const st = auth.get(socket);
@@ -383,7 +392,7 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
     } catch (e) {
       // The backend logged its refusal (security event); anything untyped is our fault, not the peer's.
       if (!(e instanceof EdgewardError)) throw e;
-      return { status: authStatus(e.code), code: e.code, message: e.message, logged: true };
+      return { status: nodeApiHttpStatus(e.code), code: e.code, message: e.message, logged: true };
     }
   };
 
@@ -496,6 +505,9 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
         s.destroy();
       });
       unsubscribe = identity.onChange(() => {
+        // The trust bundle may have changed too (an authority removed): every authenticated connection
+        // is checked again against the current bundle on its next request.
+        for (const set of byNode.values()) markStale(set);
         try {
           srv.setSecureContext(secureContext());
           log.info({ event: 'node_api.identity_rotated', serial: identity.svid().serialHex }, 'node API server certificate replaced');
@@ -531,9 +543,7 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
     },
     reauthenticate(node) {
       const set = byNode.get(node);
-      if (set === undefined) return;
-      byNode.delete(node);
-      for (const s of set) auth.delete(s);
+      if (set !== undefined) markStale(set);
     },
     stats() {
       let authed = 0;
