@@ -36,7 +36,9 @@ export interface ExchangeOptions {
 export function exchange(opts: RequestOptions, body: Buffer | undefined, o: ExchangeOptions): Promise<CloudExchange> {
   return new Promise((resolve, reject) => {
     let settled = false;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     const fail = (e: unknown): void => {
+      clearTimeout(deadline);
       if (settled) return;
       settled = true;
       const code = String((e as { code?: unknown } | undefined)?.code ?? '');
@@ -71,6 +73,7 @@ export function exchange(opts: RequestOptions, body: Buffer | undefined, o: Exch
         parts.push(b);
       });
       res.on('end', () => {
+        clearTimeout(deadline);
         if (settled) return;
         settled = true;
         resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts), socket });
@@ -79,7 +82,8 @@ export function exchange(opts: RequestOptions, body: Buffer | undefined, o: Exch
       res.on('aborted', () => fail(new CloudClientError('cloud-client/unreachable', 'the cloud closed the connection mid-answer')));
     });
     if (o.onSocket !== undefined) req.on('socket', o.onSocket);
-    req.setTimeout(o.timeoutMs, () => req.destroy(new CloudClientError('cloud-client/timeout', `no answer from the cloud within ${o.timeoutMs} ms`)));
+    // The whole exchange is bounded, not only idle periods (a server trickling bytes cannot hold it open).
+    deadline = setTimeout(() => req.destroy(new CloudClientError('cloud-client/timeout', `no complete answer from the cloud within ${o.timeoutMs} ms`)), o.timeoutMs);
     req.on('error', fail);
     req.end(body);
   });

@@ -113,7 +113,9 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
         // Check what the cloud minted: a JWT-SVID of our bundle, for this entry's ID and audience.
         const v = validateJwtSvidSync(reply.token, { audience: req.audience[0]!, bundles: currentBundle(), now });
         if (!v.spiffeId.equals(req.spiffeId)) throw new EdgewardError('joined/bad-reply', 'the cloud minted a JWT-SVID for another SPIFFE ID');
-        return { token: reply.token, issuedAt: now, expiresAt: reply.expiresAt };
+        if (!req.audience.every((a) => v.audience.includes(a))) throw new EdgewardError('joined/bad-reply', 'the cloud minted a JWT-SVID for other audiences');
+        // The token's own validated `exp`, not the reply's expiresAt field: the cache must never outlive the token.
+        return { token: reply.token, issuedAt: now, expiresAt: Math.min(v.expiresAt, reply.expiresAt) };
       },
       onChange(listener) {
         trustListeners.add(listener);
@@ -204,19 +206,28 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
     closers.push(() => node?.close());
     const nodeSvid = node;
 
-    // First sync before serving, so that a fresh agent serves its SVIDs from the first call.
-    if (!nodeSvid.expired()) await syncEntries();
+    // First sync before serving, so that a fresh agent serves its SVIDs from the first call; with entries
+    // already cached (a restart), serve them at once and sync in the background (the cloud may be down).
+    if (!nodeSvid.expired()) {
+      if (cached.entries.length === 0) await syncEntries();
+      else void syncEntries();
+    }
     nodeSvid.start();
 
     let syncTimer: unknown;
+    let stopped = false;
     const periodic = (): void => {
+      if (stopped) return;
       syncTimer = timers.setTimeout(() => {
         if (!nodeSvid.expired()) void syncEntries().finally(periodic);
         else periodic();
       }, config.entriesSyncMs);
     };
     periodic();
-    closers.push(() => timers.clearTimeout(syncTimer));
+    closers.push(() => {
+      stopped = true;
+      timers.clearTimeout(syncTimer);
+    });
 
     const { server } = await startAgentWorkloadApi(closers, {
       config,

@@ -204,7 +204,7 @@ export class NodeSvidManager {
       const receivedAt = Math.min(d.clock.now(), leaf.notAfter);
       writeNodeState(d.dataDir, { keyId: newId, chainDer: chain, receivedAt }, bundle, d.files);
       const oldId = this.#keyId;
-      this.#keyId = newId;
+      this.#keyId = newId; // from here on the new key is committed (see the catch below)
       this.#signer = signer;
       this.#chain = chain;
       this.#leaf = leaf;
@@ -222,7 +222,8 @@ export class NodeSvidManager {
       d.onRenewed?.(bundle);
       this.#schedule(this.dueAt());
     } catch (e) {
-      d.keys.delete(newId);
+      // Once state.json names the new key, it is the node's key: never delete it (the next start needs it).
+      if (this.#keyId !== newId) d.keys.delete(newId);
       d.onCloudResult?.(false, e);
       const delay = backoffDelay(this.#attempt++, this.#random);
       d.logger.warn({ event: 'edge.node_renew_failed', node: d.record.nodeName, retry_in_ms: delay, ...errFields(e) }, 'node SVID renewal failed; retrying');

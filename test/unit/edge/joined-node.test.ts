@@ -107,7 +107,7 @@ class FakeTimers implements Timers {
 const TD = TrustDomain.parse('example.org');
 const HOUR = 3_600_000;
 
-async function rig(method: JoinRecord['method'] = 'join_token') {
+async function rig(method: JoinRecord['method'] = 'join_token', opts: { setCredentialsThrows?: boolean } = {}) {
   const clock = new ManualClock(Date.UTC(2030, 0, 1));
   const timers = new FakeTimers(clock);
   const ca = new CaManager({ trustDomain: TD, caTtlMs: 24 * HOUR, maxX509SvidTtlMs: HOUR }, new MemoryKeyStore());
@@ -133,7 +133,9 @@ async function rig(method: JoinRecord['method'] = 'join_token') {
       const spki = verifyCsr(wire.csr).spki;
       return { v: 1, kind: 'renew.result', svidChainDer: issue(spki), bundle: bundleToJson(ca.bundle()) } as CloudToEdgeMessage;
     },
-    setCredentials: () => {},
+    setCredentials: () => {
+      if (opts.setCredentialsThrows === true && calls.length > 0) throw new Error('fails after the new SVID was stored');
+    },
     setBundle: () => {},
   };
   const logs: Array<Record<string, unknown>> = [];
@@ -169,6 +171,17 @@ describe('NodeSvidManager renewal schedule', () => {
     expect(keys.get('node-1')?.spki.equals(parseCertificate(st.chainDer[0]!).spki)).toBe(true);
     expect(timers.nextAt()).toBe(mgr.dueAt());
     expect(mgr.dueAt()).toBeGreaterThan(clock.now());
+    mgr.close();
+  });
+
+  it('never deletes the key that state.json names, even when a step after storing the renewed SVID fails', async () => {
+    const { timers, mgr, keys, dir, logs } = await rig('join_token', { setCredentialsThrows: true });
+    mgr.start();
+    await timers.fireNext();
+    expect(logs.some((l) => l['event'] === 'edge.node_renew_failed')).toBe(true);
+    const st = readNodeState(dir);
+    expect(st.keyId).toBe('node-1'); // the renewed SVID was committed...
+    expect(keys.get(st.keyId)?.spki.equals(parseCertificate(st.chainDer[0]!).spki)).toBe(true); // ...with its key
     mgr.close();
   });
 
