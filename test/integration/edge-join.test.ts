@@ -100,6 +100,26 @@ describe('edgeward edge join + edge start (joined) against a real cloud', () => 
     await expect(lstat(join(dir, 'join.json'))).rejects.toThrow();
   });
 
+  it('takes the token from --token-file or EDGEWARD_JOIN_TOKEN (kept out of the process list)', async () => {
+    const t1 = await token('node-tf');
+    const dir1 = await tempDir('edgeward-join-tf-');
+    const file = join(dir1, 'token');
+    await writeFile(file, `${t1.token}\n`, { mode: 0o600 });
+    const r1 = await join_(['--cloud', cloudAddr, '--token-file', file, '--bundle-digest', digest, '--data-dir', join(dir1, 'edge'), '--node', 'node-tf']);
+    expect(r1.stderr).toBe('');
+    expect(r1.code).toBe(0);
+    expect(r1.stdout).toContain(`spiffe://${TD}/edgeward/node/node-tf`);
+
+    const t2 = await token('node-env');
+    const dir2 = await tempDir('edgeward-join-env-');
+    const r2 = await runCli(['edge', 'join', '--cloud', cloudAddr, '--bundle-digest', digest, '--data-dir', dir2, '--node', 'node-env'], { env: { EDGEWARD_JOIN_TOKEN: t2.token } });
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    // Both at once is ambiguous: a usage error.
+    const r3 = await join_(['--cloud', cloudAddr, '--token', t2.token, '--token-file', file, '--bundle-digest', digest, '--data-dir', dir2, '--node', 'node-env']);
+    expect(r3.code).toBe(2);
+  });
+
   it('joins with the printed join command, writes the data dir layout, and refuses a second join without --force', async () => {
     const create = await runCli([
       'entry', 'create', '--data-dir', cloudDir, '--parent', `spiffe://${TD}/edgeward/node/n1`,
