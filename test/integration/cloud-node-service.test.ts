@@ -486,6 +486,17 @@ describe('node attestation: x509pop (reference §3: chain to the configured CA, 
 // ------------------------------------------------------------------ authenticated node requests
 
 describe('authenticated node requests: renewal, ban, delegated SVIDs, entries, JWT-SVIDs', () => {
+  it('a node has a signing budget: past it, requests that make the CA sign are refused (429) and logged', async () => {
+    const h = await harness({ signingRateLimiter: new RateLimiter({ capacity: 2, refillPerSecond: 0.001, maxKeys: 10 }) });
+    const node = auth(h, joinNode(h, 'edge-budget').svidChainDer);
+    expectOk(h.service.handle(body({ v: 1, kind: 'renew.request', csr: csrs[0]! }), node, SRC), 'renew.result');
+    expectOk(h.service.handle(body({ v: 1, kind: 'renew.request', csr: csrs[0]! }), node, SRC), 'renew.result');
+    expectError(h.service.handle(body({ v: 1, kind: 'renew.request', csr: csrs[0]! }), node, SRC), 429, 'rate-limit/exceeded');
+    // Requests that sign nothing are not charged.
+    expectOk(h.service.handle(body({ v: 1, kind: 'entries.request' }), node, SRC), 'entries.result');
+    expect(h.logs.some((l) => l.obj['event'] === 'security.rate_limited' && l.obj['node'] === 'edge-budget')).toBe(true);
+  });
+
   it('renewal: the old serial stays valid until the new one is used, then only the new one (reference §3 "Agent rotation")', async () => {
     const h = await harness();
     const old = joinNode(h, 'edge-1').svidChainDer;

@@ -25,6 +25,7 @@ import {
   NodeNameError,
   nodeSpiffeId,
   RateLimiter,
+  type RateLimitOptions,
   selectorKey,
   TpmAttestationError,
   X509PopError,
@@ -65,6 +66,7 @@ import {
 } from '../../protocol/index.js';
 import { CloudStoreError, type CloudStore } from '../store/index.js';
 import { NodeServiceError } from './errors.js';
+import { rateLimitKey } from './source-key.js';
 
 /** Attestation sessions live this long (contract: TTL 60 s). */
 export const ATTEST_SESSION_TTL_MS = 60_000;
@@ -98,6 +100,11 @@ export interface NodeServiceDeps {
   logger: NodeServiceLogger;
   /** Per source address, attestation attempts (default: DEFAULT_ATTEST_RATE_LIMIT, 1/s burst 5, as SPIRE). */
   rateLimiter?: RateLimiter;
+  /**
+   * Per-node budget for requests that make the CA sign (renew, workload SVIDs, JWT-SVIDs; one token per
+   * signature), so that one compromised node cannot keep the CA busy. Default: burst 256, 32 per second.
+   */
+  signingRateLimiter?: RateLimiter;
   /** Session ids (default crypto.randomBytes). */
   random?: (n: number) => Buffer;
 }
@@ -179,6 +186,9 @@ export function nodeErrorReply(e: unknown): NodeReply {
   const message: NodeApiErrorMessage = isPeerError(e) ? nodeApiErrorFrom(e) : { v: 1, kind: 'error', code: 'internal', message: 'internal error' };
   return { status: nodeApiHttpStatus(message.code), message };
 }
+
+/** Per-node signing budget (see NodeServiceDeps.signingRateLimiter). */
+export const DEFAULT_SIGNING_RATE_LIMIT: Readonly<RateLimitOptions> = Object.freeze({ capacity: 256, refillPerSecond: 32, maxKeys: 100_000 });
 
 // ------------------------------------------------------------------------------------------ the service
 
@@ -311,6 +321,7 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
   if (problems.length > 0) throw new NodeServiceError('node-service/bad-config', problems.join('; '));
 
   const limiter = deps.rateLimiter ?? new RateLimiter(DEFAULT_ATTEST_RATE_LIMIT);
+  const signingLimiter = deps.signingRateLimiter ?? new RateLimiter(DEFAULT_SIGNING_RATE_LIMIT);
   const random = deps.random ?? randomBytes;
   const workloadTtlCap = Math.min(deps.maxWorkloadSvidTtlMs, ca.maxX509SvidTtlMs);
   const jwtTtlCap = Math.min(deps.maxJwtSvidTtlMs, ca.maxJwtSvidTtlMs);
@@ -485,11 +496,11 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
           m = decodeEdgeToCloud(body);
         } catch (e) {
           // Malformed attempts cost a token too (architecture.md 9: a flood of garbage is still a flood).
-          if (!limiter.take(source, now).allowed) throw new NodeServiceError('rate-limit/exceeded', 'too many attestation attempts; slow down');
+          if (!limiter.take(rateLimitKey(source), now).allowed) throw new NodeServiceError('rate-limit/exceeded', 'too many attestation attempts; slow down');
           throw e;
         }
         // An attempt = a request that does not continue an open session (those are bounded by the session cap).
-        if (m.kind !== 'attest.response' && !limiter.take(source, now).allowed) {
+        if (m.kind !== 'attest.response' && !limiter.take(rateLimitKey(source), now).allowed) {
           throw new NodeServiceError('rate-limit/exceeded', 'too many attestation attempts; slow down');
         }
         switch (m.kind) {
@@ -538,6 +549,10 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
           if (n === undefined) throw new NodeServiceError('node/unknown', `node ${node.nodeName} is not attested; attest again`);
           if (n.banned) throw new NodeServiceError('node/banned', `node ${node.nodeName} is banned`);
           throw new NodeServiceError('node-api/unauthenticated', 'this node SVID was superseded or revoked');
+        }
+        const signatures = m.kind === 'svids.request' ? m.csrs.length : m.kind === 'renew.request' || m.kind === 'jwt.request' ? 1 : 0;
+        if (signatures > 0 && !signingLimiter.take(node.nodeName, now, Math.min(signatures, signingLimiter.capacity)).allowed) {
+          throw new NodeServiceError('rate-limit/exceeded', 'too many signing requests from this node; slow down');
         }
         return dispatch(m, node, now);
       } catch (e) {

@@ -312,7 +312,9 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
   };
 
   /** Read the body, at most maxBody bytes (counted as it streams). 'too-large' stops reading at once. */
-  const readBody = (req: IncomingMessage): Promise<Buffer | 'too-large'> =>
+  /** The peer went away (or was closed by a ban) before its request body arrived: nothing to answer. */
+  const ABORTED = 'aborted' as const;
+  const readBody = (req: IncomingMessage): Promise<Buffer | 'too-large' | typeof ABORTED> =>
     new Promise((resolve, reject) => {
       const declared = req.headers['content-length'];
       if (declared !== undefined && (!/^[0-9]{1,15}$/.test(declared) || Number(declared) > maxBody)) {
@@ -322,7 +324,7 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
       const chunks: Buffer[] = [];
       let size = 0;
       let done = false;
-      const finish = (v: Buffer | 'too-large' | Error): void => {
+      const finish = (v: Buffer | 'too-large' | typeof ABORTED | Error): void => {
         if (done) return;
         done = true;
         req.off('data', onData);
@@ -343,8 +345,8 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
         chunks.push(chunk);
       };
       const onEnd = (): void => finish(Buffer.concat(chunks, size));
-      const onError = (e: Error): void => finish(e);
-      const onAborted = (): void => finish(new Error('request aborted'));
+      const onError = (e: Error): void => finish(req.socket.destroyed ? ABORTED : e);
+      const onAborted = (): void => finish(ABORTED);
       req.on('data', onData);
       req.on('end', onEnd);
       req.on('error', onError);
@@ -435,6 +437,10 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
         return;
       }
       const body = await readBody(req);
+      if (body === ABORTED) {
+        log.debug({ event: 'node_api.request_aborted', source }, 'the peer closed the connection before its request arrived');
+        return;
+      }
       if (body === 'too-large') {
         refuse(res, 413, 'node-api/too-large', `request body is larger than ${maxBody} bytes`, source, node ? { node: node.nodeName } : {}, true);
         return;
