@@ -50,7 +50,13 @@ export function defaultNodeName(o: { explicit?: string | undefined; x509popCn?: 
     if (!isNodeName(o.explicit)) throw new JoinError('join/bad-input', '--node must be 1-63 characters of [a-z0-9-], not starting or ending with "-"');
     return o.explicit;
   }
-  if (o.x509popCn !== undefined) return o.x509popCn;
+  if (o.x509popCn !== undefined) {
+    // The cloud takes the node name from the same CN (x509pop); refuse early, before any network call.
+    if (!isNodeName(o.x509popCn)) {
+      throw new JoinError('join/node-name-required', `the x509pop certificate's CN ${JSON.stringify(o.x509popCn.slice(0, 80))} is not a valid node name; give one with --node NAME`);
+    }
+    return o.x509popCn;
+  }
   const h = o.hostname.toLowerCase();
   if (!isNodeName(h)) {
     throw new JoinError('join/node-name-required', `the host name ${JSON.stringify(o.hostname.slice(0, 80))} is not a valid node name; give one with --node NAME`);

@@ -24,6 +24,8 @@ import {
 } from '../../identity/index.js';
 import { isNodeName } from '../../attestation/index.js';
 import { JoinError } from '../cloud-client/errors.js';
+import { parseBundleDigest, parseCloudAddress } from '../cloud-client/client.js';
+import { parseTpmTcti } from '../tpm/tcti.js';
 
 export type JoinMethod = 'join_token' | 'x509pop' | 'tpm';
 
@@ -123,7 +125,18 @@ export function readJoinRecord(dir: string): JoinRecord {
   if (!isNodeName(nodeName)) bad('nodeName is not a node name');
   const method = s('method');
   if (method !== 'join_token' && method !== 'x509pop' && method !== 'tpm') bad('unknown method');
-  const rec: JoinRecord = { v: 1, trustDomain, nodeName, cloud: s('cloud'), method: method as JoinMethod, bundleDigest: s('bundleDigest') };
+  const valid = (what: string, check: () => unknown): void => {
+    try {
+      check();
+    } catch {
+      bad(what);
+    }
+  };
+  const cloud = s('cloud');
+  valid('cloud is not HOST:PORT', () => parseCloudAddress(cloud));
+  const bundleDigest = s('bundleDigest');
+  valid('bundleDigest is not sha256:HEX', () => parseBundleDigest(bundleDigest));
+  const rec: JoinRecord = { v: 1, trustDomain, nodeName, cloud, method: method as JoinMethod, bundleDigest };
   if (method === 'x509pop') {
     const x = obj(o['x509pop']);
     if (x === undefined || typeof x['cert'] !== 'string' || typeof x['key'] !== 'string' || !isAbsolute(x['cert']) || !isAbsolute(x['key'])) {
@@ -131,7 +144,11 @@ export function readJoinRecord(dir: string): JoinRecord {
     }
     rec.x509pop = { cert: x!['cert'] as string, key: x!['key'] as string };
   }
-  if (method === 'tpm') rec.tpm = s('tpm');
+  if (method === 'tpm') {
+    const tcti = s('tpm');
+    valid('tpm is not a TPM address (swtpm:host=...,port=... or device:/dev/...)', () => parseTpmTcti(tcti));
+    rec.tpm = tcti;
+  }
   return rec;
 }
 
