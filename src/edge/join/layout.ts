@@ -62,7 +62,7 @@ export const layout = (dir: string) => ({
 });
 
 /** Read a small regular file without following a symlink. Undefined when it does not exist. */
-export function readSmallFile(path: string, max = MAX_STATE_FILE): Buffer | undefined {
+export function readSmallFile(path: string, max = MAX_STATE_FILE, opts: { requirePrivate?: boolean } = {}): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -73,6 +73,8 @@ export function readSmallFile(path: string, max = MAX_STATE_FILE): Buffer | unde
   try {
     const st = fstatSync(fd);
     if (!st.isFile() || st.size > max) throw new JoinError('join/not-joined', `${path} is not a regular file of at most ${max} bytes`);
+    // Checked on the descriptor that is read (no window between the check and the read).
+    if (opts.requirePrivate === true && (st.mode & 0o077) !== 0) throw new JoinError('join/not-joined', `${path} is accessible by other users`);
     const buf = Buffer.alloc(st.size);
     let off = 0;
     while (off < buf.length) {

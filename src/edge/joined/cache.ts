@@ -12,7 +12,6 @@
  *
  * Row format: 0x01 (version) || 12-byte IV || 16-byte GCM tag || ciphertext.
  */
-import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { EdgewardError, type StateDatabase, type StateFiles } from '../../identity/index.js';
 import type { NodeEntry } from '../../protocol/index.js';
@@ -53,20 +52,15 @@ type Table = 'meta' | 'entries' | 'svids';
 export function loadOrCreateCacheKey(path: string, files: StateFiles): Buffer {
   let raw: Buffer | undefined;
   try {
-    raw = readSmallFile(path, 1024);
+    raw = readSmallFile(path, 1024, { requirePrivate: true });
   } catch (e) {
-    throw new EdgeCacheError('edge-cache/bad-key', `cache key ${path} cannot be read (symlinks are refused)`, { cause: e });
+    const why = e instanceof Error && e.message.endsWith('accessible by other users') ? 'is accessible by other users' : 'cannot be read (symlinks are refused)';
+    throw new EdgeCacheError('edge-cache/bad-key', `cache key ${path} ${why}`, { cause: e });
   }
   if (raw === undefined) {
     const key = randomBytes(CACHE_KEY_BYTES);
     files.writeFileAtomic(path, key, 0o600);
     return key;
-  }
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    if ((fstatSync(fd).mode & 0o077) !== 0) throw new EdgeCacheError('edge-cache/bad-key', `cache key ${path} is accessible by other users`);
-  } finally {
-    closeSync(fd);
   }
   if (raw.length !== CACHE_KEY_BYTES) throw new EdgeCacheError('edge-cache/bad-key', `cache key ${path} is not ${CACHE_KEY_BYTES} bytes`);
   return raw;
