@@ -108,12 +108,12 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
           cloudResult(false, e);
           throw e;
         }
-        if (reply.kind !== 'jwt.result') throw new EdgewardError('joined/bad-reply', `unexpected ${reply.kind} to jwt.request`);
+        if (reply.kind !== 'jwt.result') throw new CloudClientError('cloud-client/bad-response', `unexpected ${reply.kind} to jwt.request`);
         const now = clock.now();
         // Check what the cloud minted: a JWT-SVID of our bundle, for this entry's ID and audience.
         const v = validateJwtSvidSync(reply.token, { audience: req.audience[0]!, bundles: currentBundle(), now });
-        if (!v.spiffeId.equals(req.spiffeId)) throw new EdgewardError('joined/bad-reply', 'the cloud minted a JWT-SVID for another SPIFFE ID');
-        if (!req.audience.every((a) => v.audience.includes(a))) throw new EdgewardError('joined/bad-reply', 'the cloud minted a JWT-SVID for other audiences');
+        if (!v.spiffeId.equals(req.spiffeId)) throw new CloudClientError('cloud-client/bad-response', 'the cloud minted a JWT-SVID for another SPIFFE ID');
+        if (!req.audience.every((a) => v.audience.includes(a))) throw new CloudClientError('cloud-client/bad-response', 'the cloud minted a JWT-SVID for other audiences');
         // The token's own validated `exp`, not the reply's expiresAt field: the cache must never outlive the token.
         return { token: reply.token, issuedAt: now, expiresAt: Math.min(v.expiresAt, reply.expiresAt) };
       },
@@ -138,7 +138,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
         try {
           const reply = await client.node({ v: NODE_API_VERSION, kind: 'svids.request', csrs });
           cloudResult(true);
-          if (reply.kind !== 'svids.result') throw new EdgewardError('joined/bad-reply', `unexpected ${reply.kind} to svids.request`);
+          if (reply.kind !== 'svids.result') throw new CloudClientError('cloud-client/bad-response', `unexpected ${reply.kind} to svids.request`);
           return reply.svids;
         } catch (e) {
           if (e instanceof CloudClientError || e instanceof CloudRefusedError) cloudResult(false, e);
@@ -157,7 +157,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
         try {
           const reply = await client.node({ v: NODE_API_VERSION, kind: 'entries.request' });
           cloudResult(true);
-          if (reply.kind !== 'entries.result') throw new EdgewardError('joined/bad-reply', `unexpected ${reply.kind} to entries.request`);
+          if (reply.kind !== 'entries.result') throw new CloudClientError('cloud-client/bad-response', `unexpected ${reply.kind} to entries.request`);
           const r = catalog.replace(reply.entries);
           for (const id of r.refused) log.warn({ event: 'security.entry_refused', entry_id: id }, 'a delegated entry is not valid for this trust domain; ignored');
           const accepted: NodeEntry[] = reply.entries.filter((e) => !r.refused.includes(e.id));

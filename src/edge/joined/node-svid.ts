@@ -24,7 +24,7 @@ import {
 import { nodeSpiffeId } from '../../attestation/index.js';
 import { NODE_API_VERSION, type CloudToEdgeMessage, type EdgeToCloudMessage } from '../../protocol/index.js';
 import type { NodeCredentials } from '../cloud-client/client.js';
-import { CloudRefusedError } from '../cloud-client/errors.js';
+import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
 import { attestNode, checkNodeSvid, isReattestable, loadX509PopEvidence, type NodeEvidence } from '../join/attest.js';
 import { nextKeyId, writeNodeState, type JoinRecord, type NodeState } from '../join/layout.js';
 import type { Timers } from '../svid/timers.js';
@@ -68,6 +68,15 @@ function errFields(e: unknown): Record<string, unknown> {
   return e instanceof EdgewardError ? { code: e.code, err: e.message } : { err: String(e) };
 }
 
+/**
+ * - `node-svid/key-missing` / `node-svid/key-mismatch`: the node key named by node/state.json is gone or does
+ *   not match the recorded SVID (join again with --force).
+ * - `node-svid/not-reattestable`: re-attestation asked of a join_token node (it cannot prove itself again).
+ */
+export const NODE_SVID_ERROR_CODES = ['node-svid/key-missing', 'node-svid/key-mismatch', 'node-svid/not-reattestable'] as const;
+export type NodeSvidErrorCode = (typeof NODE_SVID_ERROR_CODES)[number];
+export class NodeSvidError extends EdgewardError<NodeSvidErrorCode> {}
+
 export class NodeSvidManager {
   readonly #d: NodeSvidDeps;
   readonly #random: () => number;
@@ -89,9 +98,9 @@ export class NodeSvidManager {
     this.#d = deps;
     this.#random = deps.random ?? Math.random;
     const signer = deps.keys.get(state.keyId);
-    if (signer === undefined) throw new EdgewardError('node-svid/key-missing', `the node key ${state.keyId} is missing (join again with --force)`);
+    if (signer === undefined) throw new NodeSvidError('node-svid/key-missing', `the node key ${state.keyId} is missing (join again with --force)`);
     const leaf = parseCertificate(state.chainDer[0]!);
-    if (!leaf.spki.equals(signer.spki)) throw new EdgewardError('node-svid/key-mismatch', 'the node key does not match the node SVID (join again with --force)');
+    if (!leaf.spki.equals(signer.spki)) throw new NodeSvidError('node-svid/key-mismatch', 'the node key does not match the node SVID (join again with --force)');
     this.#keyId = state.keyId;
     this.#signer = signer;
     this.#chain = state.chainDer;
@@ -187,7 +196,7 @@ export class NodeSvidManager {
       } else {
         try {
           const reply = await d.api.node({ v: NODE_API_VERSION, kind: 'renew.request', csr: buildCsr(signer) });
-          if (reply.kind !== 'renew.result') throw new EdgewardError('node-svid/bad-reply', `unexpected ${reply.kind} to renew.request`);
+          if (reply.kind !== 'renew.result') throw new CloudClientError('cloud-client/bad-response', `unexpected ${reply.kind} to renew.request`);
           bundle = checkNodeSvid(reply.svidChainDer, reply.bundle, d.trustDomain, d.record.nodeName, signer.spki, d.clock.now());
           chain = reply.svidChainDer;
         } catch (e) {
@@ -243,7 +252,7 @@ export class NodeSvidManager {
     } else if (d.record.method === 'tpm' && d.record.tpm !== undefined) {
       evidence = { method: 'tpm', tcti: d.record.tpm };
     } else {
-      throw new EdgewardError('node-svid/not-reattestable', `a ${d.record.method} node cannot re-attest`);
+      throw new NodeSvidError('node-svid/not-reattestable', `a ${d.record.method} node cannot re-attest`);
     }
     const r = await attestNode(d.api, evidence, d.record.nodeName, signer, d.trustDomain, d.clock);
     return { chain: r.chainDer, bundle: r.bundle };

@@ -21,7 +21,7 @@ import { bundleDigest, bundleToJson, EdgewardError, type Clock, type SpiffeId, t
 import { NODE_API_VERSION, WorkloadApiX509Source, type X509Svid } from '../../protocol/index.js';
 import { createClosers, errFields } from '../compose.js';
 import { parseCloudAddress } from '../cloud-client/client.js';
-import { CloudRefusedError } from '../cloud-client/errors.js';
+import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
 import { realTimers, type Timers } from '../svid/timers.js';
 import type { SpireEdgeConfig } from '../config.js';
 import type { EdgeDeps, RunningEdge } from '../main.js';
@@ -111,7 +111,7 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
       syncing = (async () => {
         try {
           const reply = await client.node({ v: NODE_API_VERSION, kind: 'entries.request' });
-          if (reply.kind !== 'entries.result') throw new EdgewardError('spire-edge/bad-reply', `unexpected ${reply.kind} to entries.request`);
+          if (reply.kind !== 'entries.result') throw new CloudClientError('cloud-client/bad-response', `unexpected ${reply.kind} to entries.request`);
           const wasConnected = state.connected;
           state.connected = true;
           state.reachable = true;
