@@ -31,6 +31,7 @@ import {
   type ParsedCertificate,
   type TrustBundle,
   type TrustDomain,
+  type X509BundleSource,
 } from '../../identity/index.js';
 import {
   decodeCloudToEdge,
@@ -107,7 +108,8 @@ export interface CloudClientOptions {
   timeoutMs?: number;
 }
 
-function peerChain(cert: PeerCertificate | DetailedPeerCertificate | undefined): Buffer[] {
+/** The peer's certificate chain as TLS reports it, leaf first, DER, bounded (stops at a self-reference). */
+export function peerChain(cert: PeerCertificate | DetailedPeerCertificate | undefined): Buffer[] {
   const out: Buffer[] = [];
   let c = cert as DetailedPeerCertificate | undefined;
   while (c !== undefined && c !== null && Buffer.isBuffer(c.raw) && out.length < MAX_PEER_CHAIN) {
@@ -167,6 +169,36 @@ function mtlsMaterial(chainDer: readonly Buffer[], bundle: TrustBundle, caPem: s
     }
   }
   return { certPem: pem(chainDer), caPem };
+}
+
+/**
+ * The server's chain must be an X509-SVID of `bundles` in trust domain `td` whose SPIFFE ID is exactly
+ * `spiffe://TD/edgeward/cloud` (by ID, never by host name). Returns the refusal, or undefined when it is the cloud.
+ */
+export function checkCloudServer(chain: readonly Buffer[], bundles: X509BundleSource, td: TrustDomain, now: number): CloudClientError | undefined {
+  try {
+    const v = validateX509Svid(chain, bundles, now, { trustDomain: td });
+    if (!v.spiffeId.equals(cloudSpiffeId(td))) {
+      return new CloudClientError('cloud-client/untrusted-server', `the server is ${v.spiffeId.toString().slice(0, 200)}, not the cloud`);
+    }
+    return undefined;
+  } catch (e) {
+    const code = e instanceof EdgewardError ? e.code : 'unknown';
+    return new CloudClientError('cloud-client/untrusted-server', `the server's certificate is not the cloud's X509-SVID (${code})`, { cause: e });
+  }
+}
+
+/** A node API answer: the message, CloudRefusedError for the cloud's `error`, CloudClientError for anything malformed. */
+export function decodeCloudReply(path: string, status: number, body: Buffer): CloudToEdgeMessage {
+  let reply: CloudToEdgeMessage;
+  try {
+    reply = decodeCloudToEdge(body);
+  } catch (e) {
+    throw new CloudClientError('cloud-client/bad-response', `the cloud's answer to ${path} is not a node API message (HTTP ${status})`, { cause: e });
+  }
+  if (reply.kind === 'error') throw new CloudRefusedError(reply.code, reply.message, status);
+  if (status !== 200) throw new CloudClientError('cloud-client/bad-response', `HTTP ${status} without an error message`);
+  return reply;
 }
 
 export class CloudClient {
@@ -261,16 +293,7 @@ export class CloudClient {
   }
 
   #checkChain(chain: readonly Buffer[], bundle: TrustBundle): CloudClientError | undefined {
-    try {
-      const v = validateX509Svid(chain, bundle, this.#clock.now(), { trustDomain: bundle.trustDomain });
-      if (!v.spiffeId.equals(cloudSpiffeId(bundle.trustDomain))) {
-        return new CloudClientError('cloud-client/untrusted-server', `the server is ${v.spiffeId.toString().slice(0, 200)}, not the cloud`);
-      }
-      return undefined;
-    } catch (e) {
-      const code = e instanceof EdgewardError ? e.code : 'unknown';
-      return new CloudClientError('cloud-client/untrusted-server', `the server's certificate is not the cloud's X509-SVID (${code})`, { cause: e });
-    }
+    return checkCloudServer(chain, bundle, bundle.trustDomain, this.#clock.now());
   }
 
   async #call(path: string, message: EdgeToCloudMessage, mtls: boolean): Promise<CloudToEdgeMessage> {
@@ -278,15 +301,7 @@ export class CloudClient {
     if (mtls && this.#creds === undefined) throw new CloudClientError('cloud-client/not-ready', 'no node SVID to authenticate with');
     const body = Buffer.from(encodeNodeApiMessage(message), 'utf8');
     const { status, body: answer } = await this.#send('POST', path, body, { verify: true, mtls });
-    let reply: CloudToEdgeMessage;
-    try {
-      reply = decodeCloudToEdge(answer);
-    } catch (e) {
-      throw new CloudClientError('cloud-client/bad-response', `the cloud's answer to ${path} is not a node API message (HTTP ${status})`, { cause: e });
-    }
-    if (reply.kind === 'error') throw new CloudRefusedError(reply.code, reply.message, status);
-    if (status !== 200) throw new CloudClientError('cloud-client/bad-response', `HTTP ${status} without an error message`);
-    return reply;
+    return decodeCloudReply(path, status, answer);
   }
 
   #send(

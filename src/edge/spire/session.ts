@@ -15,24 +15,20 @@
  *   cloud again and learn why, instead of waiting for its next period.
  */
 import { Agent, type RequestOptions } from 'node:https';
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import {
   derToPem,
-  EdgewardError,
   pkcs8FromPrivateKey,
-  validateX509Svid,
   type Clock,
   type IdentitySource,
   type TrustDomain,
 } from '../../identity/index.js';
-import { decodeCloudToEdge, encodeNodeApiMessage, type CloudToEdgeMessage, type EdgeToCloudMessage } from '../../protocol/index.js';
-import { cloudSpiffeId, type CloudAddress } from '../cloud-client/client.js';
+import { encodeNodeApiMessage, type CloudToEdgeMessage, type EdgeToCloudMessage } from '../../protocol/index.js';
+import { checkCloudServer, decodeCloudReply, peerChain, type CloudAddress } from '../cloud-client/client.js';
 import { exchange } from '../cloud-client/exchange.js';
-import { CloudClientError, CloudRefusedError } from '../cloud-client/errors.js';
+import { CloudClientError } from '../cloud-client/errors.js';
 
-const MAX_PEER_CHAIN = 10;
 
 export interface SpireCloudClientOptions {
   address: CloudAddress;
@@ -43,18 +39,6 @@ export interface SpireCloudClientOptions {
   timeoutMs: number;
   /** The cloud closed a connection on which a request had succeeded. */
   onSessionClosed?: () => void;
-}
-
-function peerChain(cert: PeerCertificate | DetailedPeerCertificate | undefined): Buffer[] {
-  const out: Buffer[] = [];
-  let c = cert as DetailedPeerCertificate | undefined;
-  while (c !== undefined && c !== null && Buffer.isBuffer(c.raw) && out.length < MAX_PEER_CHAIN) {
-    out.push(c.raw);
-    const next = c.issuerCertificate;
-    if (next === undefined || next === null || next === c || (Buffer.isBuffer(next.raw) && next.raw.equals(c.raw))) break;
-    c = next;
-  }
-  return out;
 }
 
 interface Material {
@@ -94,15 +78,7 @@ export class SpireCloudClient {
   async node(message: EdgeToCloudMessage): Promise<CloudToEdgeMessage> {
     const body = Buffer.from(encodeNodeApiMessage(message), 'utf8');
     const { status, body: answer } = await this.#send('/v1/node', body);
-    let reply: CloudToEdgeMessage;
-    try {
-      reply = decodeCloudToEdge(answer);
-    } catch (e) {
-      throw new CloudClientError('cloud-client/bad-response', `the cloud's answer is not a node API message (HTTP ${status})`, { cause: e });
-    }
-    if (reply.kind === 'error') throw new CloudRefusedError(reply.code, reply.message, status);
-    if (status !== 200) throw new CloudClientError('cloud-client/bad-response', `HTTP ${status} without an error message`);
-    return reply;
+    return decodeCloudReply('/v1/node', status, answer);
   }
 
   #materials(): Material {
@@ -121,17 +97,7 @@ export class SpireCloudClient {
 
   /** The server's chain must be an X509-SVID of the trust domain's bundle with the cloud's exact ID. */
   #checkServer(chain: readonly Buffer[]): Error | undefined {
-    const td = this.#o.trustDomain;
-    try {
-      const v = validateX509Svid(chain, this.#o.source.bundles(), this.#o.clock.now(), { trustDomain: td });
-      if (!v.spiffeId.equals(cloudSpiffeId(td))) {
-        return new CloudClientError('cloud-client/untrusted-server', `the server is ${v.spiffeId.toString().slice(0, 200)}, not the cloud`);
-      }
-      return undefined;
-    } catch (e) {
-      const code = e instanceof EdgewardError ? e.code : 'unknown';
-      return new CloudClientError('cloud-client/untrusted-server', `the server's certificate is not the cloud's X509-SVID (${code})`, { cause: e });
-    }
+    return checkCloudServer(chain, this.#o.source.bundles(), this.#o.trustDomain, this.#o.clock.now());
   }
 
   #send(path: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
