@@ -567,8 +567,16 @@ function bundleJsonText(b: TrustBundle, includeRefreshHint: boolean): string {
  * jwt-svid JWKs with the public key, `use` and `kid` (JWT-SVID 6.1); then `spiffe_sequence` and
  * `spiffe_refresh_hint` when set. Compact JSON, X.509 authorities first, in bundle order.
  */
+/** Bundles are immutable: each one's JSON is built once (GET /v1/bundle serves it on every request). */
+const bundleJsonCache = new WeakMap<TrustBundle, string>();
+
 export function bundleToJson(b: TrustBundle): string {
-  return bundleJsonText(b, true);
+  let json = bundleJsonCache.get(b);
+  if (json === undefined) {
+    json = bundleJsonText(b, true);
+    bundleJsonCache.set(b, json);
+  }
+  return json;
 }
 
 /**

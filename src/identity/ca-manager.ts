@@ -314,14 +314,20 @@ export class CaManager {
 
   /** The trust domain's bundle: every published X.509 and JWT authority, with the current sequence. */
   bundle(refreshHintSeconds?: number): TrustBundle {
-    return TrustBundle.create({
+    // The published authorities change only with `sequence`: one bundle object per sequence (callers may
+    // memoise on the object, e.g. bundleToJson).
+    if (refreshHintSeconds === undefined && this.#bundleCache?.sequence === this.sequence) return this.#bundleCache.bundle;
+    const b = TrustBundle.create({
       trustDomain: this.trustDomain,
       x509Authorities: this.x509Authorities(),
       jwtAuthorities: this.jwtAuthorities(),
       sequence: this.sequence,
       ...(refreshHintSeconds === undefined ? {} : { refreshHintSeconds }),
     });
+    if (refreshHintSeconds === undefined) this.#bundleCache = { sequence: this.sequence, bundle: b };
+    return b;
   }
+  #bundleCache: { sequence: number; bundle: TrustBundle } | undefined;
 
   /** Mint a JWT-SVID with the active JWT key; `exp` never passes the active CA's NotAfter. */
   mintJwtSvid(r: { spiffeId: SpiffeId; audience: readonly string[]; ttlMs: number; now: number }): string {

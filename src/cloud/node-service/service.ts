@@ -330,12 +330,8 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
   const bundleSource: X509BundleSource = {
     x509AuthoritiesFor: (t) => (t.equals(td) ? ca.x509Authorities() : undefined),
   };
-  // bundleToJson is a pure function of the published authorities, which change only with the sequence.
-  let bundleCache: { sequence: number; json: string } | undefined;
-  const bundleJson = (): string => {
-    if (bundleCache === undefined || bundleCache.sequence !== ca.sequence) bundleCache = { sequence: ca.sequence, json: bundleToJson(ca.bundle()) };
-    return bundleCache.json;
-  };
+  // ca.bundle() is one object per CA sequence and bundleToJson memoises per bundle object.
+  const bundleJson = (): string => bundleToJson(ca.bundle());
 
   /** Log a refusal (or an internal error) and build its reply. */
   const refuse = (e: unknown, phase: NodeApiPhase, source: string, node?: string): NodeReply => logRefusal(logger, e, phase, source, node);
