@@ -23,6 +23,7 @@ import { bundleShowCommand } from './commands/bundle.js';
 import { cloudStartCommand } from './commands/cloud-start.js';
 import { tokenCreateCommand } from './commands/token.js';
 import { nodeBanCommand, nodeEvictCommand, nodeListCommand, nodeShowCommand, nodeUnbanCommand } from './commands/node.js';
+import { applyCommand, deleteCommand, getCommand } from './commands/resource.js';
 import { CliUsageError } from './errors.js';
 
 /** Every command, in the order `edgeward --help` lists them. */
@@ -47,6 +48,9 @@ export const COMMANDS: readonly Command[] = [
   nodeBanCommand,
   nodeUnbanCommand,
   nodeEvictCommand,
+  applyCommand,
+  getCommand,
+  deleteCommand,
 ];
 
 export const EXIT_OK = 0;

@@ -20,3 +20,4 @@ export {
 } from './config.js';
 export { runCloud, CloudError, type CloudDeps, type CloudErrorCode, type CloudLogger, type RunningCloud } from './main.js';
 export * from './node-service/index.js';
+export * from './resources/index.js';

@@ -83,6 +83,8 @@ export interface RunTpm2Options {
   cwd: string;
   timeoutMs?: number;
   toolsDir?: string;
+  /** Written to the tool's stdin (e.g. `tpm2_create -i -`: sealed data never touches the disk). */
+  input?: Buffer;
 }
 
 const TOOL_NAME = /^tpm2_[a-z]+$/;
@@ -106,7 +108,7 @@ export function runTpm2(tcti: TpmTcti, tool: string, args: readonly string[], op
   if (!TOOL_NAME.test(tool)) return Promise.reject(new TpmDriverError('tpm-driver/bad-option', `not a tpm2-tools command: ${tool.slice(0, 40)}`));
   const file = opts.toolsDir === undefined ? tool : join(opts.toolsDir, tool);
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       file,
       [`--tcti=${tcti.tcti}`, ...args],
       {
@@ -140,13 +142,20 @@ export function runTpm2(tcti: TpmTcti, tool: string, args: readonly string[], op
         }
       },
     );
+    if (opts.input !== undefined) {
+      // EPIPE when the tool exits before reading: its exit status is what is reported.
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(opts.input);
+    } else {
+      child.stdin?.end();
+    }
   });
 }
 
 // One command sequence at a time per TPM in this process: without a resource manager, another
 // sequence's `tpm2_flushcontext -t` would flush objects we have loaded.
 const tpmLocks = new Map<string, Promise<void>>();
-async function withTpmLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+export async function withTpmLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
   const prev = tpmLocks.get(key) ?? Promise.resolve();
   let release: () => void = () => {};
   const mine = new Promise<void>((r) => {

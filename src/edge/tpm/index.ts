@@ -5,6 +5,7 @@ export {
   TpmAgentSession,
   withTpmAgentSession,
   runTpm2,
+  withTpmLock,
   tpm2ToolsAvailable,
   decodeEkCertificate,
   encodeCredentialFile,

@@ -22,6 +22,11 @@ export const ADMIN_METHODS = [
   'node.ban',
   'node.unban',
   'node.evict',
+  // resources and the hub (issue #5): apply/get/delete on the cloud, get and status.report on an edge
+  'resource.apply',
+  'resource.get',
+  'resource.delete',
+  'status.report',
 ] as const;
 export type AdminMethod = (typeof ADMIN_METHODS)[number];
 

@@ -1,0 +1,318 @@
+/**
+ * Strict codec of the hub protocol (messages.ts). Decoding refuses, with a typed `HubProtocolError`:
+ * frames over the side's size limit, text that is not UTF-8 JSON, duplicate member names, nesting deeper
+ * than the resource bound, an unknown version or kind, a kind this side must not receive, unknown or
+ * missing members, and members of the wrong type or out of bounds. A put's `data` is checked with the
+ * resource rules (resources.ts) on both sides, so what the cloud stores and what an edge accepts agree.
+ */
+import { EdgewardError, parseStrictJson } from '../../identity/index.js';
+import { isNodeName } from '../../attestation/index.js';
+import {
+  CLOUD_TO_EDGE_HUB_KINDS,
+  EDGE_TO_CLOUD_HUB_KINDS,
+  HUB_ERROR_CODE_PATTERN,
+  HUB_NUDGE_TOPICS,
+  HUB_PROTOCOL_VERSION,
+  HUB_SESSION_ID_PATTERN,
+  HUB_STATUS_PHASE_PATTERN,
+  HUB_STORE_ID_PATTERN,
+  MAX_HUB_ACK_ITEMS,
+  MAX_HUB_AGENT_LENGTH,
+  MAX_HUB_CLOUD_FRAME_BYTES,
+  MAX_HUB_EDGE_FRAME_BYTES,
+  MAX_HUB_ERROR_MESSAGE,
+  MAX_HUB_STATUS_ENTRIES,
+  MAX_HUB_STATUS_MESSAGE,
+  type AckItem,
+  type CloudToEdgeHubMessage,
+  type EdgeToCloudHubMessage,
+  type HubMessage,
+  type StatusEntry,
+  type WireResource,
+} from './messages.js';
+import { RESOURCE_KINDS, RESOURCE_NAME_PATTERN, validateResourceData, type ResourceKind, type ResourceRef } from './resources.js';
+
+/**
+ * - `hub/too-large`: the frame exceeds the side's limit.
+ * - `hub/malformed`: not UTF-8 JSON, not an object, duplicate member names, nested too deep, a binary frame.
+ * - `hub/unsupported-version`: `v` is missing or not 1.
+ * - `hub/unknown-kind`: `kind` is missing or unknown.
+ * - `hub/unexpected-kind`: a known kind this side must not receive (or one out of order on a session).
+ * - `hub/unknown-field`, `hub/missing-field`, `hub/bad-field`: members of the kind.
+ */
+export const HUB_PROTOCOL_ERROR_CODES = [
+  'hub/too-large',
+  'hub/malformed',
+  'hub/unsupported-version',
+  'hub/unknown-kind',
+  'hub/unexpected-kind',
+  'hub/unknown-field',
+  'hub/missing-field',
+  'hub/bad-field',
+] as const;
+export type HubProtocolErrorCode = (typeof HUB_PROTOCOL_ERROR_CODES)[number];
+export class HubProtocolError extends EdgewardError<HubProtocolErrorCode> {}
+
+type Obj = Record<string, unknown>;
+/** Resource bodies may nest 16 deep (resources.ts); the envelope adds 3 levels. */
+const MAX_DEPTH = 20;
+
+function fail(code: HubProtocolErrorCode, message: string): never {
+  throw new HubProtocolError(code, message);
+}
+const isObject = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
+const show = (k: string): string => (k.length > 40 ? `${k.slice(0, 40)}...` : k);
+
+function members(o: Obj, required: readonly string[], optional: readonly string[], where: string): void {
+  for (const k of Object.keys(o)) if (!required.includes(k) && !optional.includes(k)) fail('hub/unknown-field', `${where}: unknown field ${JSON.stringify(show(k))}`);
+  for (const f of required) if (!Object.prototype.hasOwnProperty.call(o, f)) fail('hub/missing-field', `${where}: missing field ${f}`);
+}
+
+function version(x: unknown, where: string): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 1) fail('hub/bad-field', `${where} must be an integer >= 1`);
+  return x;
+}
+
+function time(x: unknown, where: string): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) fail('hub/bad-field', `${where} must be a non-negative integer (epoch ms)`);
+  return x;
+}
+
+function text(x: unknown, where: string, max: number, pattern?: RegExp): string {
+  if (typeof x !== 'string' || x.length > max || (pattern !== undefined && !pattern.test(x))) fail('hub/bad-field', `${where} is not valid`);
+  return x;
+}
+
+function resourceKind(x: unknown, where: string): ResourceKind {
+  if (typeof x !== 'string' || !(RESOURCE_KINDS as readonly string[]).includes(x)) fail('hub/bad-field', `${where} must be one of ${RESOURCE_KINDS.join(', ')}`);
+  return x as ResourceKind;
+}
+
+function resourceName(x: unknown, where: string): string {
+  if (typeof x !== 'string' || x.length > 253 || !RESOURCE_NAME_PATTERN.test(x)) fail('hub/bad-field', `${where} is not a valid resource name`);
+  return x;
+}
+
+function ref(x: unknown, where: string): ResourceRef {
+  if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
+  members(x, ['kind', 'name'], [], where);
+  return { kind: resourceKind(x['kind'], `${where}.kind`), name: resourceName(x['name'], `${where}.name`) };
+}
+
+function wireResource(x: unknown, where: string): WireResource {
+  if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
+  members(x, ['kind', 'name', 'version', 'data'], [], where);
+  const kind = resourceKind(x['kind'], `${where}.kind`);
+  const name = resourceName(x['name'], `${where}.name`);
+  const v = version(x['version'], `${where}.version`);
+  const data = x['data'];
+  if (!isObject(data)) fail('hub/bad-field', `${where}.data must be an object`);
+  try {
+    validateResourceData(kind, data);
+  } catch (e) {
+    if (e instanceof EdgewardError) fail('hub/bad-field', `${where}.data: ${e.message.slice(0, 200)}`);
+    throw e;
+  }
+  return { kind, name, version: v, data };
+}
+
+function array(x: unknown, where: string, min: number, max: number): unknown[] {
+  if (!Array.isArray(x) || x.length < min || x.length > max) fail('hub/bad-field', `${where} must be an array of ${min}..${max} items`);
+  return x;
+}
+
+function ackItem(x: unknown, where: string): AckItem {
+  if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
+  members(x, ['kind', 'name', 'version'], ['deleted'], where);
+  const base = { kind: resourceKind(x['kind'], `${where}.kind`), name: resourceName(x['name'], `${where}.name`), version: version(x['version'], `${where}.version`) };
+  if (!Object.prototype.hasOwnProperty.call(x, 'deleted')) return base;
+  if (x['deleted'] !== true) fail('hub/bad-field', `${where}.deleted must be true when present`);
+  return { ...base, deleted: true };
+}
+
+function statusEntry(x: unknown, where: string): StatusEntry {
+  if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
+  members(x, ['seq', 'kind', 'name', 'phase', 'at'], ['message', 'observedVersion'], where);
+  const kindValue = x['kind'];
+  const kind = kindValue === 'Node' ? 'Node' : resourceKind(kindValue, `${where}.kind`);
+  // A Node entry names the node itself (node-name rules); anything else a resource.
+  const name = kind === 'Node' ? (isNodeName(x['name']) ? (x['name'] as string) : fail('hub/bad-field', `${where}.name is not a valid node name`)) : resourceName(x['name'], `${where}.name`);
+  const entry: { -readonly [K in keyof StatusEntry]: StatusEntry[K] } = {
+    seq: version(x['seq'], `${where}.seq`),
+    kind,
+    name,
+    phase: text(x['phase'], `${where}.phase`, 32, HUB_STATUS_PHASE_PATTERN),
+    at: time(x['at'], `${where}.at`),
+  };
+  if (Object.prototype.hasOwnProperty.call(x, 'message')) entry.message = text(x['message'], `${where}.message`, MAX_HUB_STATUS_MESSAGE);
+  if (Object.prototype.hasOwnProperty.call(x, 'observedVersion')) entry.observedVersion = version(x['observedVersion'], `${where}.observedVersion`);
+  return entry;
+}
+
+function decodeObject(o: Obj): HubMessage {
+  if (o['v'] !== HUB_PROTOCOL_VERSION) fail('hub/unsupported-version', `unsupported hub protocol version ${JSON.stringify(o['v'] ?? null)?.slice(0, 20)}`);
+  const kind = o['kind'];
+  const v = HUB_PROTOCOL_VERSION;
+  switch (kind) {
+    case 'hello':
+      members(o, ['v', 'kind', 'storeId', 'agent'], [], 'hello');
+      return { v, kind, storeId: text(o['storeId'], 'hello.storeId', 36, HUB_STORE_ID_PATTERN), agent: text(o['agent'], 'hello.agent', MAX_HUB_AGENT_LENGTH, /^[\x21-\x7e]{1,64}$/) };
+    case 'ack': {
+      members(o, ['v', 'kind', 'items'], [], 'ack');
+      const items = array(o['items'], 'ack.items', 1, MAX_HUB_ACK_ITEMS).map((x, i) => ackItem(x, `ack.items[${i}]`));
+      return { v, kind, items };
+    }
+    case 'status': {
+      members(o, ['v', 'kind', 'entries'], [], 'status');
+      const entries = array(o['entries'], 'status.entries', 1, MAX_HUB_STATUS_ENTRIES).map((x, i) => statusEntry(x, `status.entries[${i}]`));
+      for (let i = 1; i < entries.length; i++) if (entries[i]!.seq <= entries[i - 1]!.seq) fail('hub/bad-field', 'status.entries must have strictly increasing seq');
+      return { v, kind, entries };
+    }
+    case 'welcome': {
+      members(o, ['v', 'kind', 'node', 'sessionId', 'heartbeatMs', 'resync'], [], 'welcome');
+      if (!isNodeName(o['node'])) fail('hub/bad-field', 'welcome.node is not a valid node name');
+      const hb = o['heartbeatMs'];
+      if (typeof hb !== 'number' || !Number.isSafeInteger(hb) || hb < 1000 || hb > 600_000) fail('hub/bad-field', 'welcome.heartbeatMs must be 1000..600000');
+      if (typeof o['resync'] !== 'boolean') fail('hub/bad-field', 'welcome.resync must be a boolean');
+      return { v, kind, node: o['node'] as string, sessionId: text(o['sessionId'], 'welcome.sessionId', 64, HUB_SESSION_ID_PATTERN), heartbeatMs: hb, resync: o['resync'] };
+    }
+    case 'put':
+      members(o, ['v', 'kind', 'resource'], [], 'put');
+      return { v, kind, resource: wireResource(o['resource'], 'put.resource') };
+    case 'delete':
+      members(o, ['v', 'kind', 'resource', 'version'], [], 'delete');
+      return { v, kind, resource: ref(o['resource'], 'delete.resource'), version: version(o['version'], 'delete.version') };
+    case 'synced':
+      members(o, ['v', 'kind', 'version'], [], 'synced');
+      // 0: nothing was ever written at the cloud.
+      if (o['version'] === 0) return { v, kind, version: 0 };
+      return { v, kind, version: version(o['version'], 'synced.version') };
+    case 'status.ack':
+      members(o, ['v', 'kind', 'seq'], [], 'status.ack');
+      return { v, kind, seq: version(o['seq'], 'status.ack.seq') };
+    case 'nudge':
+      members(o, ['v', 'kind', 'topic'], [], 'nudge');
+      if (typeof o['topic'] !== 'string' || !(HUB_NUDGE_TOPICS as readonly string[]).includes(o['topic'])) fail('hub/bad-field', 'nudge.topic is not a known topic');
+      return { v, kind, topic: o['topic'] as 'entries' };
+    case 'error':
+      members(o, ['v', 'kind', 'code', 'message'], [], 'error');
+      return { v, kind, code: text(o['code'], 'error.code', 64, HUB_ERROR_CODE_PATTERN), message: text(o['message'], 'error.message', MAX_HUB_ERROR_MESSAGE) };
+    default:
+      return fail('hub/unknown-kind', `unknown hub message kind ${JSON.stringify(typeof kind === 'string' ? show(kind) : null)}`);
+  }
+}
+
+// ignoreBOM: keep a BOM so that the JSON parser refuses it (RFC 8259 8.1).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** UTF-8 length of `s` over `max`, computed only when the cheap bounds (UTF-16 length <= UTF-8 <= 3x) do not decide. */
+function exceeds(s: string, max: number): boolean {
+  if (s.length > max) return true;
+  if (s.length * 3 <= max) return false;
+  return Buffer.byteLength(s, 'utf8') > max;
+}
+
+function decode(input: string | Uint8Array, max: number): HubMessage {
+  let textValue: string;
+  if (typeof input === 'string') {
+    if (exceeds(input, max)) fail('hub/too-large', `hub frame is larger than ${max} bytes`);
+    textValue = input;
+  } else {
+    if (!(input instanceof Uint8Array)) fail('hub/malformed', 'hub frame must be text');
+    if (input.byteLength > max) fail('hub/too-large', `hub frame is larger than ${max} bytes`);
+    try {
+      textValue = utf8.decode(input);
+    } catch (e) {
+      throw new HubProtocolError('hub/malformed', 'hub frame is not UTF-8', { cause: e });
+    }
+  }
+  let value: unknown;
+  try {
+    value = parseStrictJson(textValue, { maxDepth: MAX_DEPTH });
+  } catch (e) {
+    if (e instanceof EdgewardError) throw new HubProtocolError('hub/malformed', 'hub frame is not valid JSON', { cause: e });
+    throw e;
+  }
+  if (!isObject(value)) fail('hub/malformed', 'hub frame must be a JSON object');
+  return decodeObject(value);
+}
+
+function expect<M extends HubMessage>(m: HubMessage, kinds: readonly string[], side: string): M {
+  if (!kinds.includes(m.kind)) fail('hub/unexpected-kind', `${m.kind} is not a message the ${side} accepts`);
+  return m as M;
+}
+
+/** Decode a frame an edge sent (what the cloud receives): at most 64 KiB. */
+export function decodeEdgeToCloudHub(input: string | Uint8Array): EdgeToCloudHubMessage {
+  return expect<EdgeToCloudHubMessage>(decode(input, MAX_HUB_EDGE_FRAME_BYTES), EDGE_TO_CLOUD_HUB_KINDS, 'cloud');
+}
+
+/** Decode a frame the cloud sent (what an edge receives): at most 1 MiB. */
+export function decodeCloudToEdgeHub(input: string | Uint8Array): CloudToEdgeHubMessage {
+  return expect<CloudToEdgeHubMessage>(decode(input, MAX_HUB_CLOUD_FRAME_BYTES), CLOUD_TO_EDGE_HUB_KINDS, 'edge');
+}
+
+/** The wire object: exactly the members of the kind, in a fixed order (optional ones only when set). */
+function toWire(m: HubMessage): Obj {
+  const v = HUB_PROTOCOL_VERSION;
+  switch (m.kind) {
+    case 'hello':
+      return { v, kind: m.kind, storeId: m.storeId, agent: m.agent };
+    case 'ack':
+      return { v, kind: m.kind, items: m.items.map((i) => (i.deleted === true ? { kind: i.kind, name: i.name, version: i.version, deleted: true } : { kind: i.kind, name: i.name, version: i.version })) };
+    case 'status':
+      return {
+        v,
+        kind: m.kind,
+        entries: m.entries.map((e) => {
+          const o: Obj = { seq: e.seq, kind: e.kind, name: e.name, phase: e.phase, at: e.at };
+          if (e.message !== undefined) o['message'] = e.message;
+          if (e.observedVersion !== undefined) o['observedVersion'] = e.observedVersion;
+          return o;
+        }),
+      };
+    case 'welcome':
+      return { v, kind: m.kind, node: m.node, sessionId: m.sessionId, heartbeatMs: m.heartbeatMs, resync: m.resync };
+    case 'put':
+      return { v, kind: m.kind, resource: { kind: m.resource.kind, name: m.resource.name, version: m.resource.version, data: m.resource.data } };
+    case 'delete':
+      return { v, kind: m.kind, resource: { kind: m.resource.kind, name: m.resource.name }, version: m.version };
+    case 'synced':
+      return { v, kind: m.kind, version: m.version };
+    case 'status.ack':
+      return { v, kind: m.kind, seq: m.seq };
+    case 'nudge':
+      return { v, kind: m.kind, topic: m.topic };
+    case 'error':
+      return { v, kind: m.kind, code: m.code, message: m.message };
+    default: {
+      const never: never = m;
+      throw new HubProtocolError('hub/unknown-kind', `cannot encode ${String((never as { kind?: unknown }).kind)}`);
+    }
+  }
+}
+
+/**
+ * Encode a message as one JSON text frame. The text is decoded again before it is returned, so nothing is
+ * sent that the peer's decoder would refuse (same codes, e.g. `hub/too-large`). Encode a fan-out frame once
+ * and send the same string to every session.
+ */
+export function encodeHubMessage(m: HubMessage): string {
+  let textValue: string;
+  try {
+    textValue = JSON.stringify(toWire(m));
+  } catch (e) {
+    throw new HubProtocolError('hub/bad-field', 'message cannot be encoded as JSON', { cause: e });
+  }
+  const fromEdge = (EDGE_TO_CLOUD_HUB_KINDS as readonly string[]).includes(m.kind);
+  decode(textValue, fromEdge ? MAX_HUB_EDGE_FRAME_BYTES : MAX_HUB_CLOUD_FRAME_BYTES);
+  return textValue;
+}
+
+/** An `error` frame for a failure: an EdgewardError's code and message (never a cause), else `hub/internal`. */
+export function hubErrorFrom(e: unknown): { v: 1; kind: 'error'; code: string; message: string } {
+  if (e instanceof EdgewardError && typeof e.code === 'string' && e.code.length <= 64 && HUB_ERROR_CODE_PATTERN.test(e.code)) {
+    return { v: HUB_PROTOCOL_VERSION, kind: 'error', code: e.code, message: e.message.slice(0, 256) };
+  }
+  return { v: HUB_PROTOCOL_VERSION, kind: 'error', code: 'hub/internal', message: 'internal error' };
+}
