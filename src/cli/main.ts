@@ -14,6 +14,7 @@ import type { CliIo, Command } from './command.js';
 import { demoCommand } from './commands/demo.js';
 import { x509InspectCommand } from './commands/x509-inspect.js';
 import { edgeStartCommand } from './commands/edge-start.js';
+import { edgeReportStatusCommand } from './commands/edge-report.js';
 import { edgeJoinCommand } from './commands/edge-join.js';
 import { edgeTpmEkHashCommand } from './commands/edge-tpm.js';
 import { entryCreateCommand, entryDeleteCommand, entryListCommand } from './commands/entry.js';
@@ -33,6 +34,7 @@ export const COMMANDS: readonly Command[] = [
   edgeJoinCommand,
   edgeTpmEkHashCommand,
   edgeStartCommand,
+  edgeReportStatusCommand,
   entryCreateCommand,
   entryListCommand,
   entryDeleteCommand,

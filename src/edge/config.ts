@@ -2,11 +2,12 @@
  * The edge agent's one typed configuration object (architecture.md convention 7): built from CLI flags
  * and environment in one place, every problem reported together, frozen afterwards.
  */
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { collectProblems, EdgewardError, isLogLevel, parseDuration, TrustDomain, type LogLevel } from '../identity/index.js';
 import { parseEndpoint } from '../protocol/index.js';
 import { readJoinRecord, type JoinRecord } from './join/layout.js';
 import { parseCloudAddress } from './cloud-client/client.js';
+import { defaultSecretsKeyFile, SECRETS_KEY_FILE_ENV } from './hub/sealing.js';
 
 export type EdgeConfigErrorCode = 'edge-config/invalid';
 export class EdgeConfigError extends EdgewardError<EdgeConfigErrorCode> {}
@@ -78,6 +79,42 @@ function logLevelOf(env: Readonly<Record<string, string | undefined>>, problems:
   return 'info';
 }
 
+/**
+ * The hub store's secrets key file (the `file` key-encryption key, contract "Edge store and sealing"):
+ * `--secrets-key-file`, else EDGEWARD_SECRETS_KEY_FILE, resolved to an absolute path; undefined when neither
+ * is given. It must lie outside the data dir (checked again, on the real paths, when the key is opened).
+ */
+function secretsKeyFileOf(flag: string | undefined, env: Readonly<Record<string, string | undefined>>, dataDir: string | undefined, problems: string[]): string | undefined {
+  const fromEnv = env[SECRETS_KEY_FILE_ENV];
+  const given = flag ?? (fromEnv === '' ? undefined : fromEnv);
+  if (given === undefined) return undefined;
+  const what = flag !== undefined ? '--secrets-key-file' : SECRETS_KEY_FILE_ENV;
+  if (given === '' || given.includes('\0')) {
+    problems.push(`${what} must be a file path`);
+    return undefined;
+  }
+  const path = resolve(given);
+  if (dataDir !== undefined) {
+    const rel = relative(dataDir, path);
+    if (rel === '' || (!isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${sep}`))) {
+      problems.push(`${what} must be outside the data directory (a key beside the data it protects protects nothing)`);
+      return undefined;
+    }
+  }
+  return path;
+}
+
+/** The default secrets key file of a data dir (sealing.ts `defaultSecretsKeyFile`); a problem if it cannot be found. */
+function defaultSecretsKeyFileOf(dataDir: string | undefined, env: Readonly<Record<string, string | undefined>>, problems: string[]): string | undefined {
+  if (dataDir === undefined) return undefined;
+  try {
+    return defaultSecretsKeyFile(dataDir, env);
+  } catch (e) {
+    problems.push(e instanceof Error ? e.message : String(e));
+    return undefined;
+  }
+}
+
 export function parseEdgeConfig(input: EdgeConfigInput): EdgeConfig {
   const { problems, take } = collectProblems();
   if (!input.standalone) problems.push('this configuration is for --standalone (a joined agent is configured from DIR/join.json: parseJoinedEdgeConfig)');
@@ -133,6 +170,13 @@ export interface JoinedEdgeConfig {
   readonly entriesSyncMs: number;
   /** Timeout of one node-API call. */
   readonly cloudTimeoutMs: number;
+  /**
+   * The hub store's secrets key file as given (`--secrets-key-file` / EDGEWARD_SECRETS_KEY_FILE), absolute;
+   * undefined: TPM-joined nodes seal the data key into their TPM, others use `defaultSecretsKeyFile`.
+   */
+  readonly secretsKeyFile: string | undefined;
+  /** `${XDG_CONFIG_HOME:-$HOME/.config}/edgeward/secrets-keys/<id>.key` for this data dir. */
+  readonly defaultSecretsKeyFile: string;
   readonly discoverWorkloadPath: boolean;
   readonly workloadSizeLimit: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -141,6 +185,7 @@ export interface JoinedEdgeConfig {
 export interface JoinedEdgeConfigInput {
   dataDir?: string | undefined;
   socket?: string | undefined;
+  secretsKeyFile?: string | undefined;
   workloadSha256Limit?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -162,8 +207,10 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
   const socketPath = workloadSocketPathOf(input.socket, dataDir, problems);
   const adminSocketPath = adminSocketPathOf(dataDir, problems);
   const workloadSizeLimit = workloadSizeLimitOf(input.workloadSha256Limit, problems);
+  const secretsKeyFile = secretsKeyFileOf(input.secretsKeyFile, input.env, dataDir, problems);
+  const defaultKeyFile = defaultSecretsKeyFileOf(dataDir, input.env, problems);
   const level = logLevelOf(input.env, problems);
-  if (problems.length > 0 || rec === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined) {
+  if (problems.length > 0 || rec === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined || defaultKeyFile === undefined) {
     throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   }
   return Object.freeze({
@@ -177,6 +224,8 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
     jwtSvidTtlMs: 5 * 60_000,
     entriesSyncMs: DEFAULT_ENTRIES_SYNC_MS,
     cloudTimeoutMs: 10_000,
+    secretsKeyFile,
+    defaultSecretsKeyFile: defaultKeyFile,
     discoverWorkloadPath: true,
     workloadSizeLimit,
     logLevel: level,
@@ -197,9 +246,13 @@ export interface SpireEdgeConfig {
   readonly cloud: string;
   /** If given, the node SVID must belong to this trust domain. */
   readonly trustDomain: TrustDomain | undefined;
-  /** State dir for the admin socket (DIR/admin/admin.sock); none without it. */
+  /** State dir for the admin socket (DIR/admin/admin.sock) and the hub store (DIR/hub); without it the hub is off. */
   readonly dataDir: string | undefined;
   readonly adminSocketPath: string | undefined;
+  /** The hub store's secrets key file (`--secrets-key-file` / EDGEWARD_SECRETS_KEY_FILE), absolute; undefined: the default. */
+  readonly secretsKeyFile: string | undefined;
+  /** The default secrets key file of the data dir (undefined without --data-dir). */
+  readonly defaultSecretsKeyFile: string | undefined;
   /** How often the session with the cloud is exercised (`entries.request`). */
   readonly entriesSyncMs: number;
   readonly cloudTimeoutMs: number;
@@ -211,9 +264,9 @@ export interface SpireEdgeConfigInput {
   cloud?: string | undefined;
   trustDomain?: string | undefined;
   dataDir?: string | undefined;
+  secretsKeyFile?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
 }
-
 
 /** Build the SPIRE-mode config; every problem reported together. */
 export function parseSpireEdgeConfig(input: SpireEdgeConfigInput): SpireEdgeConfig {
@@ -229,6 +282,9 @@ export function parseSpireEdgeConfig(input: SpireEdgeConfigInput): SpireEdgeConf
   const trustDomain = tdText === undefined ? undefined : take(() => TrustDomain.parse(tdText), '--trust-domain');
   const dataDir = input.dataDir === undefined ? undefined : resolve(input.dataDir);
   const adminSocketPath = adminSocketPathOf(dataDir, problems);
+  if (dataDir === undefined && input.secretsKeyFile !== undefined) problems.push('--secrets-key-file needs --data-dir (the hub store lives there)');
+  const secretsKeyFile = dataDir === undefined ? undefined : secretsKeyFileOf(input.secretsKeyFile, input.env, dataDir, problems);
+  const defaultKeyFile = dataDir === undefined ? undefined : defaultSecretsKeyFileOf(dataDir, input.env, problems);
   const level = logLevelOf(input.env, problems);
   if (problems.length > 0 || spiffeSocket === undefined || cloud === undefined) throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   return Object.freeze({
@@ -238,6 +294,8 @@ export function parseSpireEdgeConfig(input: SpireEdgeConfigInput): SpireEdgeConf
     trustDomain,
     dataDir,
     adminSocketPath,
+    secretsKeyFile,
+    defaultSecretsKeyFile: defaultKeyFile,
     entriesSyncMs: DEFAULT_ENTRIES_SYNC_MS,
     cloudTimeoutMs: 10_000,
     logLevel: level,

@@ -62,3 +62,4 @@ export { createEntryStore, loadEntriesPolicy, type EntryStore } from './registra
 export { createUnixAttestor } from './attestor/index.js';
 export * from './tpm/index.js';
 export { realTimers, type Timers } from './svid/timers.js';
+export * from './hub/index.js';

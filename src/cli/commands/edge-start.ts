@@ -4,6 +4,9 @@
  * `edgeward edge start --spiffe-socket unix:///PATH --cloud HOST:PORT [--data-dir DIR] [--trust-domain TD]`
  *   (SPIRE mode: the node SVID comes from a SPIRE agent; `SPIFFE_ENDPOINT_SOCKET` works too when `--cloud`
  *   is given; no Workload API is served, workloads use the SPIRE agent's. Prints `EDGEWARD_NODE_ID=...`.)
+ * Joined and SPIRE mode (with --data-dir) keep the hub store in DIR/hub, its secrets sealed with a data key
+ * that `--secrets-key-file PATH` (env EDGEWARD_SECRETS_KEY_FILE; outside DIR) wraps; TPM-joined nodes seal
+ * it into their TPM by default.
  *
  * Runs the edge agent in the foreground until SIGINT/SIGTERM. Prints `SPIFFE_ENDPOINT_SOCKET=unix:///...`
  * once the Workload API is listening. Logs are JSON lines on stderr.
@@ -45,6 +48,12 @@ export const edgeStartCommand = defineCommand({
         description: 'SPIRE mode (with --cloud): the node SVID spiffe://TD/edgeward/node/NAME comes from this Workload API (default SPIFFE_ENDPOINT_SOCKET)',
       },
       cloud: { type: 'string', value: 'HOST:PORT', description: 'SPIRE mode: the cloud node API to keep a session with' },
+      'secrets-key-file': {
+        type: 'string',
+        value: 'PATH',
+        description:
+          'key file (outside --data-dir, 0600; created if absent) that wraps the hub store\'s data key (default ~/.config/edgeward/secrets-keys/ID.key, or the TPM for TPM-joined nodes; env EDGEWARD_SECRETS_KEY_FILE)',
+      },
       'workload-sha256-limit': {
         type: 'string',
         value: 'BYTES',
@@ -56,6 +65,9 @@ export const edgeStartCommand = defineCommand({
   async run({ flags }, io) {
     let edge: RunningEdge;
     const spireFlags = (['spiffe-socket', 'cloud'] as const).filter((f) => flags[f] !== undefined);
+    if (flags.standalone && flags['secrets-key-file'] !== undefined) {
+      throw new CliUsageError('--secrets-key-file applies to a joined or SPIRE-mode agent (the hub store), not to --standalone', { command: 'edge start' });
+    }
     if (flags.standalone && spireFlags.length > 0) {
       throw new CliUsageError(`${spireFlags.map((f) => `--${f}`).join(', ')} select SPIRE mode and do not apply with --standalone`, { command: 'edge start' });
     }
@@ -77,6 +89,7 @@ export const edgeStartCommand = defineCommand({
         cloud: flags.cloud,
         trustDomain: flags['trust-domain'],
         dataDir: flags['data-dir'],
+        secretsKeyFile: flags['secrets-key-file'],
         env: io.env,
       });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
@@ -104,7 +117,13 @@ export const edgeStartCommand = defineCommand({
         });
       }
       if (flags['data-dir'] === undefined) throw new CliUsageError('--data-dir is required (a directory prepared by edgeward edge join), or use --standalone', { command: 'edge start' });
-      const config = parseJoinedEdgeConfig({ dataDir: flags['data-dir'], socket: flags.socket, workloadSha256Limit: flags['workload-sha256-limit'], env: io.env });
+      const config = parseJoinedEdgeConfig({
+        dataDir: flags['data-dir'],
+        socket: flags.socket,
+        workloadSha256Limit: flags['workload-sha256-limit'],
+        secretsKeyFile: flags['secrets-key-file'],
+        env: io.env,
+      });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
       edge = await runEdgeJoined(config, { logger, ...hostPorts });
     }

@@ -5,8 +5,15 @@
  * X509-SVIDs are signed by the cloud for keys made here (issuer.ts) and JWT-SVIDs minted by the cloud.
  * Entries and workload SVIDs (with their keys) are kept in the encrypted cache, so a restart while the
  * cloud is unreachable keeps serving every SVID that has not expired; expired ones are never served.
+ *
+ * The hub (issue #5): the resources the cloud assigns to this node are kept in DATA/hub/state.db, sealed
+ * with a data key that a key-encryption key wraps (the TPM for TPM-joined nodes, else a secrets key file
+ * outside DATA), and kept in sync over one WebSocket session (src/edge/hub). The store opens and serves
+ * (`resource.get`) without the cloud; `status.report` goes into its durable outbox. A `nudge` of the
+ * delegated entries fetches them at once; an eviction seen by the hub makes a re-attestable node re-attest.
  */
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   bundleDigest,
   bundleToJson,
@@ -30,6 +37,11 @@ import { EdgeCache, EdgeCacheError, loadOrCreateCacheKey } from './cache.js';
 import { createCloudEntryCatalog } from './catalog.js';
 import { createJoinedIssuer } from './issuer.js';
 import { NodeSvidManager } from './node-svid.js';
+import { createEdgeHub, type EdgeHub } from '../hub/client.js';
+import { createEdgeHubAdminHandlers } from '../hub/admin.js';
+import { nodeSvidIdentitySource } from '../hub/identity-adapter.js';
+import { openDataKey, type DataKeyProvider } from '../hub/sealing.js';
+import { openEdgeHubStore, type EdgeHubStore } from '../hub/store.js';
 
 function openCache(path: string, key: Buffer, files: StateFiles, log: EdgeLogger): EdgeCache {
   try {
@@ -47,6 +59,32 @@ export interface CloudReachability {
   reachable: boolean | null;
   lastContactAt: number | null;
   lastErrorCode: string | null;
+}
+
+/**
+ * Open DATA/hub/state.db with its data key: sealed into the TPM for a TPM-joined node (its join record's
+ * TCTI), else wrapped by the secrets key file (`--secrets-key-file`, else the default path outside DATA).
+ * An explicit key file wins over the TPM. A key that cannot be had refuses the start (edge-store/key-unavailable).
+ */
+async function openHubStore(config: JoinedEdgeConfig, deps: EdgeDeps, clock: Clock, log: EdgeLogger): Promise<EdgeHubStore> {
+  const hubDir = join(config.dataDir, 'hub');
+  const provider: DataKeyProvider =
+    config.secretsKeyFile !== undefined
+      ? { kind: 'file', path: config.secretsKeyFile }
+      : config.join.method === 'tpm' && config.join.tpm !== undefined
+        ? { kind: 'tpm', tcti: config.join.tpm }
+        : { kind: 'file', path: config.defaultSecretsKeyFile };
+  const dek = await openDataKey({ hubDir, dataDir: config.dataDir, provider, files: deps.files });
+  try {
+    const store = openEdgeHubStore({ dir: hubDir, files: deps.files, dek, clock, logger: log });
+    log.info(
+      { event: 'edge.hub_store_opened', store_id: store.storeId, provider: provider.kind, ...(provider.kind === 'file' ? { key_file: provider.path } : {}), resources: store.list().length, outbox: store.outboxSize() },
+      'hub store opened',
+    );
+    return store;
+  } finally {
+    dek.fill(0);
+  }
 }
 
 /** Start a joined edge agent. Rejects (never exits) when a part cannot start. */
@@ -69,6 +107,10 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
 
     const cache = openCache(l.cacheDb, loadOrCreateCacheKey(l.cacheKey, deps.files), deps.files, log);
     closers.push(() => cache.close());
+
+    // ---- the hub store: opened (and served) before anything talks to the cloud
+    const hubStore = await openHubStore(config, deps, clock, log);
+    closers.push(() => hubStore.close());
 
     const reach: CloudReachability = { reachable: null, lastContactAt: null, lastErrorCode: null };
     const cloudResult = (ok: boolean, e?: unknown): void => {
@@ -206,6 +248,27 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
     closers.push(() => node?.close());
     const nodeSvid = node;
 
+    const hub: EdgeHub = createEdgeHub({
+      address: client.address,
+      trustDomain: td,
+      identity: nodeSvidIdentitySource(nodeSvid, clock),
+      store: hubStore,
+      clock,
+      timers,
+      logger: log,
+      onNudge: (topic) => {
+        if (topic === 'entries' && !nodeSvid.expired()) void syncEntries();
+      },
+      onRefused: (code) => {
+        // Evicted, or the SVID is no longer accepted: a re-attestable node proves itself again now; the
+        // hub reconnects with the new SVID as soon as it is there (identity change).
+        if ((code === 'hub/evicted' || code === 'node-api/unauthenticated' || code === 'node/unknown') && isReattestable(config.join.method)) {
+          void nodeSvid.renewNow();
+        }
+      },
+    });
+    closers.push(() => hub.close());
+
     // First sync before serving, so that a fresh agent serves its SVIDs from the first call; with entries
     // already cached (a restart), serve them at once and sync in the background (the cloud may be down).
     if (!nodeSvid.expired()) {
@@ -213,6 +276,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
       else void syncEntries();
     }
     nodeSvid.start();
+    hub.start();
 
     let syncTimer: unknown;
     let stopped = false;
@@ -244,6 +308,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
       socketPath: config.adminSocketPath,
       logger: log,
       handlers: {
+        ...createEdgeHubAdminHandlers({ store: hubStore, hub, nodeName: config.join.nodeName }),
         'entry.list': () =>
           catalog.all().map((e) => ({
             id: e.id,
@@ -273,6 +338,7 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
           cloud: { address: config.join.cloud, ...reach },
           entries: catalog.size,
           workloadApi: server.stats(),
+          hub: hub.status(),
         }),
       },
     });

@@ -93,6 +93,8 @@ export class NodeSvidManager {
   #expiredLogged = false;
   /** The next time a renewal is planned (epoch ms), for status. */
   #nextAt: number | undefined;
+  /** Called after every new node SVID (the hub's identity source reconnects with it). */
+  readonly #listeners = new Set<() => void>();
 
   constructor(deps: NodeSvidDeps, state: NodeState, bundle: TrustBundle) {
     this.#d = deps;
@@ -125,6 +127,15 @@ export class NodeSvidManager {
   }
   get nextAttemptAt(): number | undefined {
     return this.#nextAt;
+  }
+  /** The current node SVID chain (leaf first) and its private key, as the mTLS client presents them. */
+  get credentials(): NodeCredentials {
+    return { chainDer: this.#chain, privateKey: this.#signer.privateKey };
+  }
+  /** Call `listener` after every new node SVID (renewed or re-attested). Returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
   expired(now = this.#d.clock.now()): boolean {
     return now >= this.#leaf.notAfter;
@@ -229,6 +240,13 @@ export class NodeSvidManager {
         reattested ? 'node re-attested' : 'node SVID renewed',
       );
       d.onRenewed?.(bundle);
+      for (const l of [...this.#listeners]) {
+        try {
+          l();
+        } catch (e) {
+          d.logger.warn({ event: 'edge.node_svid_listener_failed', ...errFields(e) }, 'a node SVID listener failed');
+        }
+      }
       this.#schedule(this.dueAt());
     } catch (e) {
       // Once state.json names the new key, it is the node's key: never delete it (the next start needs it).

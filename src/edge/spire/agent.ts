@@ -14,8 +14,14 @@
  *   (with the cloud's code, e.g. `node/banned`) on each change of state.
  * - `agent.status` and `bundle.show` on DIR/admin/admin.sock (with `--data-dir`).
  * - No Workload API is served in this mode: workloads talk to the SPIRE agent directly.
+ * - The hub (issue #5) with `--data-dir`: the same EdgeHub as a joined agent, its client certificate and
+ *   trust taken from the same Workload API source (the identity port), its store in DIR/hub sealed with a
+ *   data key wrapped by the secrets key file (`--secrets-key-file`, else the default outside DIR);
+ *   `resource.get` and `status.report` on the admin socket. Without `--data-dir` there is nowhere to keep
+ *   the resources: the hub is off and `edge.hub_disabled` says so.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { nodeNameFromSpiffeId } from '../../attestation/index.js';
 import { bundleDigest, bundleToJson, EdgewardError, type Clock, type SpiffeId, type TrustDomain } from '../../identity/index.js';
 import { NODE_API_VERSION, WorkloadApiX509Source, type X509Svid } from '../../protocol/index.js';
@@ -26,6 +32,10 @@ import { realTimers, type Timers } from '../svid/timers.js';
 import type { SpireEdgeConfig } from '../config.js';
 import type { EdgeDeps, RunningEdge } from '../main.js';
 import { SpireCloudClient } from './session.js';
+import { createEdgeHub, type EdgeHub } from '../hub/client.js';
+import { createEdgeHubAdminHandlers } from '../hub/admin.js';
+import { openDataKey } from '../hub/sealing.js';
+import { openEdgeHubStore, type EdgeHubStore } from '../hub/store.js';
 
 /** After the cloud closed an authenticated connection, contact it again after this long (plus jitter)... */
 export const SPIRE_RECONTACT_MIN_MS = 250;
@@ -78,6 +88,26 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
     const td = first.spiffeId.trustDomain;
     const nodeName = nodeNameFromSpiffeId(first.spiffeId, td);
     const spiffeId = first.spiffeId.toString();
+
+    // ---- the hub store (with --data-dir): opened before the cloud is contacted, served without it
+    let hubStore: EdgeHubStore | undefined;
+    if (config.dataDir !== undefined && config.defaultSecretsKeyFile !== undefined) {
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      chmodSync(config.dataDir, 0o700);
+      const hubDir = join(config.dataDir, 'hub');
+      const keyFile = config.secretsKeyFile ?? config.defaultSecretsKeyFile;
+      const dek = await openDataKey({ hubDir, dataDir: config.dataDir, provider: { kind: 'file', path: keyFile }, files: deps.files });
+      try {
+        hubStore = openEdgeHubStore({ dir: hubDir, files: deps.files, dek, clock, logger: log });
+      } finally {
+        dek.fill(0);
+      }
+      const opened = hubStore;
+      closers.push(() => opened.close());
+      log.info({ event: 'edge.hub_store_opened', store_id: opened.storeId, provider: 'file', key_file: keyFile, outbox: opened.outboxSize() }, 'hub store opened');
+    } else {
+      log.warn({ event: 'edge.hub_disabled', reason: 'no-data-dir' }, 'the hub is off: it needs --data-dir for its store (resources from the cloud are not kept on this node)');
+    }
 
     const state: SpireSessionState = { connected: false, reachable: null, lastContactAt: null, lastErrorCode: null, entries: 0 };
     let stopped = false;
@@ -170,6 +200,25 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
       if (recontactTimer !== undefined) timers.clearTimeout(recontactTimer);
     });
 
+    let hub: EdgeHub | undefined;
+    if (hubStore !== undefined) {
+      const h = createEdgeHub({
+        address,
+        trustDomain: td,
+        identity: source,
+        store: hubStore,
+        clock,
+        timers,
+        logger: log,
+        onNudge: (topic) => {
+          if (topic === 'entries') void sync();
+        },
+      });
+      hub = h;
+      closers.push(() => h.close());
+      h.start();
+    }
+
     await sync();
     periodic();
 
@@ -180,6 +229,7 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
         socketPath: config.adminSocketPath,
         logger: log,
         handlers: {
+          ...(hubStore === undefined ? {} : createEdgeHubAdminHandlers({ store: hubStore, hub, nodeName })),
           'bundle.show': () => {
             const b = source.bundles().get(td);
             return { trustDomain: td.name, ...(b === undefined ? {} : { digest: bundleDigest(b), bundle: JSON.parse(bundleToJson(b)) as unknown }) };
@@ -200,6 +250,7 @@ export async function runEdgeSpire(config: SpireEdgeConfig, deps: EdgeDeps): Pro
               node: { name: nodeName, spiffeId, ...svid },
               cloud: { address: config.cloud, ...state },
               source: source.status(),
+              hub: hub === undefined ? null : hub.status(),
             };
           },
         },
