@@ -24,8 +24,15 @@
  *       edge-1: sha256:3f0c...   # 64 lower-case hex digits
  *     # allowAnyEk: true    # UNSAFE: any TPM of these manufacturers may join under any unused name
  * rateLimit: { attestBurst: 5, attestPerSecond: 1, maxSources: 10000 }
- * server: { maxConnections: 10000, headersTimeout: 10s, requestTimeout: 30s, keepAliveTimeout: 60s }
+ * server: { maxConnections: 25000, headersTimeout: 10s, requestTimeout: 30s, keepAliveTimeout: 60s }
+ * hub: { maxSessions: 20000 }
  * ```
+ *
+ * `server.maxConnections` counts every TLS connection of the node API listener, hub WebSockets included
+ * (default 25,000: 20,000 hub sessions and room for attestations and renewals). `hub.maxSessions` is how
+ * many hub sessions (one per edge node) are held at once; one more is refused with 503 `hub/overloaded`
+ * before the upgrade (default 20,000, and never more than `server.maxConnections`). Each connection is a
+ * file descriptor: raise the process's open-file limit (`ulimit -n`) accordingly.
  *
  * The tpm attestor denies by default: a TPM joins only as the node name its EK hash is enrolled for
  * (`attestors.tpm.enrolled`); with `--tpm-ek-ca-bundle` alone, or no `enrolled` entries, every TPM is
@@ -98,6 +105,8 @@ export interface CloudConfig {
     readonly requestTimeoutMs: number;
     readonly keepAliveTimeoutMs: number;
   };
+  /** The hub (issue #5): one WebSocket session per edge node. */
+  readonly hub: { readonly maxSessions: number };
   readonly logLevel: CloudLogLevel;
   /** `unix:///PATH` of an external SPIFFE Workload API: SPIRE mode (docs/spire.md); also from SPIFFE_ENDPOINT_SOCKET. */
   readonly spiffeSocket: string | undefined;
@@ -146,7 +155,12 @@ const FILE_KEYS = [
   'attestors',
   'rateLimit',
   'server',
+  'hub',
 ] as const;
+const HUB_KEYS = ['maxSessions'] as const;
+/** Default `server.maxConnections`: the default hub sessions and room for the node API's requests. */
+const DEFAULT_MAX_CONNECTIONS = 25_000;
+const DEFAULT_HUB_MAX_SESSIONS = 20_000;
 const ATTESTOR_KEYS = ['join_token', 'x509pop', 'tpm'] as const;
 const RATE_KEYS = ['attestBurst', 'attestPerSecond', 'maxSources'] as const;
 const SERVER_KEYS = ['maxConnections', 'headersTimeout', 'requestTimeout', 'keepAliveTimeout'] as const;
@@ -410,12 +424,18 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
     return text === undefined ? dflt : (take(() => parseDuration(text, { min, max }), `config file server.${key}`) ?? dflt);
   };
   const server = Object.freeze({
-    maxConnections: number(srv, 'maxConnections', 'server', 10_000, 1, 1_000_000, true),
+    maxConnections: number(srv, 'maxConnections', 'server', DEFAULT_MAX_CONNECTIONS, 1, 1_000_000, true),
     headersTimeoutMs: srvDuration('headersTimeout', 10_000, 1000, 10 * 60_000),
     requestTimeoutMs: srvDuration('requestTimeout', 30_000, 1000, 10 * 60_000),
     keepAliveTimeoutMs: srvDuration('keepAliveTimeout', 60_000, 1000, HOUR),
   });
   if (server.headersTimeoutMs > server.requestTimeoutMs) problems.push('config file server.headersTimeout must not exceed server.requestTimeout');
+  const hubObj = fileObject('hub') ?? {};
+  unknownKeys(hubObj, HUB_KEYS, 'config file hub');
+  const hub = Object.freeze({
+    maxSessions: number(hubObj, 'maxSessions', 'hub', Math.min(DEFAULT_HUB_MAX_SESSIONS, server.maxConnections), 1, 1_000_000, true),
+  });
+  if (hub.maxSessions > server.maxConnections) problems.push('config file hub.maxSessions must not exceed server.maxConnections (every hub session is a connection)');
 
   if (problems.length > 0 || trustDomain === undefined || dataDir === undefined || adminSocketPath === undefined || listen === undefined) {
     throw new CloudConfigError(problems.length > 0 ? problems : ['invalid configuration']);
@@ -434,6 +454,7 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
     attestors: Object.freeze({ joinToken: Object.freeze({ enabled: true as const }), x509pop, tpm }),
     rateLimit,
     server,
+    hub,
     logLevel: levelText as CloudLogLevel,
     spiffeSocket,
     configFile,

@@ -21,3 +21,4 @@ export {
 export { runCloud, CloudError, type CloudDeps, type CloudErrorCode, type CloudLogger, type RunningCloud } from './main.js';
 export * from './node-service/index.js';
 export * from './resources/index.js';
+export * from './hub/index.js';

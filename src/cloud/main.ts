@@ -3,11 +3,19 @@
  * them in order (store, CA and cloud SVID, node service, node API listener, admin socket, timers), stops
  * them in reverse. Rejects (never exits) when a part cannot start.
  *
- * Data dir layout (DIR, 0700): `cloud.db` (0600), `keys/` (0700, CA and JWT keys 0600),
- * `admin/admin.sock` (0600 in a 0700 dir). The cloud SVID key is in memory only.
+ * Data dir layout (DIR, 0700): `cloud.db` (0600), `resources.db` (0600, the resource store of the hub),
+ * `keys/` (0700, CA and JWT keys 0600), `admin/admin.sock` (0600 in a 0700 dir). The cloud SVID key is in
+ * memory only.
+ *
+ * The hub (issue #5) rides on the node API listener (`/v1/hub`). Ban/evict close the node's connections
+ * and its hub session at once (evict also forgets the node's acks and status); any other change of a
+ * node's record re-checks them; a change of the cloud's identity or bundle re-checks every hub session;
+ * a registration entry created or deleted nudges the node(s) it is delegated to. Shutdown closes the hub
+ * first (1001 to every session), then the listener, then the stores.
  */
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { bundleDigest, EdgewardError, type Clock, type StateFiles } from '../identity/index.js';
 import { WorkloadApiX509Source, type OpenAdminSocket } from '../protocol/index.js';
 import {
@@ -16,6 +24,7 @@ import {
   createTpmAttestor,
   createX509PopAttestor,
   createX509PopTrust,
+  nodeNameFromSpiffeId,
   RateLimiter,
   type NodeAttestorPlugin,
   type RegistrationEntry,
@@ -24,6 +33,8 @@ import { cloudSpiffeId, createCloudStore, type CloudStore } from './store/index.
 import { openCloudCa } from './ca/index.js';
 import { createNodeApiServer, identityFromSource } from './server/index.js';
 import { createCloudAdminHandlers } from './admin/index.js';
+import { createResourceAdminHandlers, createResourceStore } from './resources/index.js';
+import { createCloudHub } from './hub/index.js';
 import { createNodeService, createSpireNodeService, type NodeService } from './node-service/index.js';
 import type { CloudCa, CloudIdentity } from './ca/index.js';
 import { formatListenAddress, type CloudConfig } from './config.js';
@@ -123,6 +134,12 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
       onListenerError: (e) => log.error({ event: 'cloud.store_listener_failed', ...errFields(e) }, 'store change listener failed'),
     });
     closers.push(() => store.close());
+    const resources = createResourceStore(join(config.dataDir, 'resources.db'), {
+      files: deps.files,
+      clock,
+      onListenerError: (e) => log.error({ event: 'cloud.resource_listener_failed', ...errFields(e) }, 'resource change listener failed'),
+    });
+    closers.push(() => resources.close());
 
     let ca: CloudCa | undefined;
     let identity: CloudIdentity;
@@ -169,6 +186,13 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
       });
     }
 
+    const hub = createCloudHub({
+      store: resources,
+      logger: log,
+      clock,
+      authenticate: (chain, source) => service.authenticate(chain, source),
+      limits: { maxSessions: config.hub.maxSessions },
+    });
     const server = createNodeApiServer({
       host: config.listen.host,
       port: config.listen.port,
@@ -177,45 +201,88 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
       limits: config.server,
       logger: log,
       clock,
+      hub,
     });
-    // Ban and evict close the node's open connections at once; any other change of its record makes the
-    // next request on them authenticate again.
+    // Ban and evict close the node's open connections and its hub session at once (evict also forgets
+    // what the node acknowledged and reported); any other change of its record makes the next request on
+    // its connections authenticate again, and re-checks its hub session now.
     const unsubscribe = store.onChange((change) => {
-      if (change.kind === 'banned' || change.kind === 'evicted') server.closeNode(change.name, change.kind);
-      else server.reauthenticate(change.name);
+      if (change.kind === 'banned' || change.kind === 'evicted') {
+        hub.closeNode(change.name, change.kind);
+        server.closeNode(change.name, change.kind);
+        if (change.kind === 'evicted') {
+          try {
+            resources.forgetNode(change.name);
+          } catch (e) {
+            log.error({ event: 'cloud.forget_node_failed', node: change.name, ...errFields(e) }, 'cannot forget the acks and status of an evicted node');
+          }
+        }
+      } else {
+        server.reauthenticate(change.name);
+        hub.reauthenticate(change.name);
+      }
     });
     closers.push(unsubscribe);
+    // The cloud SVID or the bundle changed (an authority may be gone): every hub session is checked again.
+    const unsubscribeIdentity = identity.onChange(() => hub.recheckAll());
+    closers.push(unsubscribeIdentity);
     const bound = await server.start();
     closers.push(() => server.close());
+    // Runs before server.close (closers run in reverse): every session gets 1001 first.
+    closers.push(() => hub.close());
     const reachableHost = bound.host === '0.0.0.0' || bound.host === '::' ? hostname().toLowerCase() : bound.host;
     const cloudAddress = formatListenAddress({ host: reachableHost, port: bound.port });
     const startedAt = clock.now();
 
+    /** The node an entry is delegated to by its parent, or every node (an alias, or an entry under one). */
+    const nudgeFor = (e: RegistrationEntry | undefined): void => {
+      if (e === undefined) return;
+      let node: string | undefined;
+      try {
+        node = nodeNameFromSpiffeId(e.parentId, config.trustDomain);
+      } catch {
+        node = undefined;
+      }
+      hub.nudgeEntries(node);
+    };
     const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,
-      handlers: createCloudAdminHandlers({
-        trustDomain: config.trustDomain,
-        store,
-        ca,
-        identity,
-        mode: spire ? 'spire' : 'embedded',
-        clock,
-        logger: log,
-        cloudAddress: () => cloudAddress,
-        status: () => ({
-          startedAt,
-          listen: formatListenAddress(bound),
-          sessions: service.stats.sessions,
-          nodeApi: server.stats(),
-          ...(spire ? { spiffeSocket: config.spiffeSocket } : {}),
+      handlers: {
+        ...createResourceAdminHandlers({ store: resources, clock, logger: log }),
+        ...createCloudAdminHandlers({
+          trustDomain: config.trustDomain,
+          store,
+          ca,
+          identity,
+          mode: spire ? 'spire' : 'embedded',
+          clock,
+          logger: log,
+          cloudAddress: () => cloudAddress,
+          status: () => ({
+            startedAt,
+            listen: formatListenAddress(bound),
+            sessions: service.stats.sessions,
+            nodeApi: server.stats(),
+            hub: hub.stats(),
+            ...(spire ? { spiffeSocket: config.spiffeSocket } : {}),
+          }),
+          entries: {
+            create: (p) => {
+              const e = store.createEntry(p);
+              nudgeFor(e);
+              return entryView(e);
+            },
+            list: () => store.listEntries().map(entryView),
+            delete: (id) => {
+              const e = store.getEntry(id);
+              const deleted = store.deleteEntry(id);
+              if (deleted) nudgeFor(e);
+              return deleted;
+            },
+          },
         }),
-        entries: {
-          create: (p) => entryView(store.createEntry(p)),
-          list: () => store.listEntries().map(entryView),
-          delete: (id) => store.deleteEntry(id),
-        },
-      }),
+      },
     });
     await admin.start();
     closers.push(() => admin.close());

@@ -15,9 +15,16 @@
  * - Connections that authenticated as a node are remembered: when the node is banned or evicted they are
  *   destroyed at once (`closeNode`), and any other change of the node's record makes the next request on
  *   them authenticate again (a superseded serial stops working on open connections too).
+ * - The hub (issue #5): a WebSocket upgrade of `GET /v1/hub` (`HUB_PATH`) is authenticated like `/v1/node`
+ *   (the node comes from the client certificate alone) and handed to the `hub` with the peer's chain and
+ *   NotAfter; from then on the hub owns the socket (and closes it on ban/evict: the composition root calls
+ *   the hub's `closeNode` too). A refused upgrade gets an HTTP status with a JSON node-API error body, a
+ *   `security.*` event, and the socket is closed: 404 `http/not-found` (another path, or no hub), 426
+ *   `hub/upgrade-required` (not a WebSocket upgrade), 400 `http/bad-request` (bad WebSocket headers), 401
+ *   `node-api/unauthenticated` / `node/unknown`, 403 `node/banned`, and the hub's own 409/503.
  */
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as cryptoConstants } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { PeerCertificate, SecureContextOptions, TLSSocket } from 'node:tls';
@@ -33,6 +40,7 @@ import {
 } from '../../identity/index.js';
 import {
   encodeNodeApiMessage,
+  HUB_PATH,
   MAX_NODE_API_CHAIN_CERTS,
   MAX_NODE_API_MESSAGE_BYTES,
   NODE_API_ERROR_CODE_PATTERN,
@@ -49,7 +57,7 @@ export const NODE_API_PATHS = { bundle: '/v1/bundle', attest: '/v1/attest', node
  * codec and the node service).
  * - `http/not-found` (404), `http/method-not-allowed` (405), `http/unsupported-media-type` (415: the body
  *   must be `application/json`), `node-api/too-large` (413), `node-api/unauthenticated` (401: no client
- *   certificate), `internal` (500).
+ *   certificate), `hub/upgrade-required` (426: `/v1/hub` without a WebSocket upgrade), `internal` (500).
  */
 export const NODE_API_SERVER_ERROR_CODES = [
   'http/not-found',
@@ -59,6 +67,7 @@ export const NODE_API_SERVER_ERROR_CODES = [
   'node-api/unauthenticated',
   'http/bad-request',
   'http/timeout',
+  'hub/upgrade-required',
   'internal',
 ] as const;
 export type NodeApiServerErrorCode = (typeof NODE_API_SERVER_ERROR_CODES)[number];
@@ -94,6 +103,25 @@ export interface NodeApiServerLimits {
   maxBodyBytes?: number;
 }
 
+/** The hub's refusal of an authenticated upgrade (409 another session, 503 overloaded): answered by the server. */
+export interface NodeApiUpgradeRefusal {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** Where authenticated `/v1/hub` upgrades go (the CloudHub, src/cloud/hub). */
+export interface NodeApiUpgradeHandler {
+  /** Returns a refusal without touching the socket, or takes the socket over. */
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: TLSSocket,
+    head: Buffer,
+    node: string,
+    peer: { chainDer: readonly Buffer[]; notAfter: number },
+  ): NodeApiUpgradeRefusal | undefined;
+}
+
 export interface NodeApiServerOptions<A extends { nodeName: string }> {
   host: string;
   port: number;
@@ -102,6 +130,8 @@ export interface NodeApiServerOptions<A extends { nodeName: string }> {
   limits: NodeApiServerLimits;
   logger: NodeApiServerLogger;
   clock: Clock;
+  /** The hub; without it every upgrade is answered 404. */
+  hub?: NodeApiUpgradeHandler;
 }
 
 export interface NodeApiServerStats {
@@ -159,6 +189,11 @@ function lingerOnClose(socket: Socket): void {
   };
 }
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Shared by every upgraded socket until its new owner takes over (no closure per socket). */
+function destroyOnError(this: Socket): void {
+  this.destroy();
+}
 
 
 function errorMessage(code: string, message: string): CloudToEdgeMessage {
@@ -359,12 +394,14 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
     return ct.split(';')[0]!.trim().toLowerCase() === JSON_TYPE;
   };
 
-  /** The authenticated node of this connection (cached per connection), or a reply refusing it. */
-  const authenticate = (socket: TLSSocket, source: string): { node: A } | { status: number; code: string; message: string; logged: boolean } => {
+  type Refusal = { status: number; code: string; message: string; logged: boolean };
+
+  /**
+   * Authenticate the peer's certificate now (no cache): the node, the chain that authenticated it and the
+   * leaf's NotAfter, or a refusal.
+   */
+  const verifyPeer = (socket: TLSSocket, source: string): { node: A; chain: Buffer[]; notAfter: number } | Refusal => {
     const now = clock.now();
-    const cached = auth.get(socket);
-    if (cached !== undefined && now < cached.notAfter) return { node: cached.node };
-    if (cached !== undefined) untrack(socket);
     const leafDer = peerLeafDer(socket);
     if (leafDer === undefined) return { status: 401, code: 'node-api/unauthenticated', message: 'a node X509-SVID client certificate is required', logged: false };
     let leaf: ParsedCertificate | undefined;
@@ -389,12 +426,92 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
       const node = backend.authenticate(chain, source);
       // The backend accepted the chain, whose leaf is `leaf` (unparseable: do not cache).
       const notAfter = leaf !== undefined && leaf.raw.equals(chain[0]!) ? leaf.notAfter : now;
-      if (notAfter > now) track(socket, { node, notAfter });
-      return { node };
+      return { node, chain, notAfter };
     } catch (e) {
       // The backend logged its refusal (security event); anything untyped is our fault, not the peer's.
       if (!(e instanceof EdgewardError)) throw e;
       return { status: nodeApiHttpStatus(e.code), code: e.code, message: e.message, logged: true };
+    }
+  };
+
+  /** The authenticated node of this connection (cached per connection), or a reply refusing it. */
+  const authenticate = (socket: TLSSocket, source: string): { node: A } | Refusal => {
+    const now = clock.now();
+    const cached = auth.get(socket);
+    if (cached !== undefined && now < cached.notAfter) return { node: cached.node };
+    if (cached !== undefined) untrack(socket);
+    const v = verifyPeer(socket, source);
+    if (!('node' in v)) return v;
+    if (v.notAfter > now) track(socket, { node: v.node, notAfter: v.notAfter });
+    return { node: v.node };
+  };
+
+  /**
+   * Answer a refused upgrade on the raw socket (no HTTP response object exists for an upgrade request):
+   * the status, a JSON node-API error body, then the socket is closed once the answer is written.
+   */
+  const refuseUpgrade = (socket: Socket, status: number, code: string, message: string): void => {
+    if (socket.destroyed) return;
+    const body = encodeNodeApiMessage(errorMessage(code, message));
+    const extra = status === 426 ? 'upgrade: websocket\r\n' : '';
+    const kill = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    const timer = setTimeout(kill, LINGER_MS);
+    timer.unref();
+    socket.once('finish', kill);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `cache-control: no-store\r\nx-content-type-options: nosniff\r\n${extra}connection: close\r\n\r\n${body}`,
+    );
+  };
+
+  /** `Sec-WebSocket-Key`: 16 bytes in base64 (RFC 6455 4.2.1). */
+  const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
+  const onUpgrade = (req: IncomingMessage, socket: TLSSocket, head: Buffer): void => {
+    const source = socket.remoteAddress ?? 'unknown';
+    // Node's HTTP server let go of the socket (and of its error handling) for the upgrade.
+    socket.on('error', destroyOnError);
+    const refused = (status: number, code: string, message: string, extra: Record<string, unknown>, event = 'security.hub_upgrade_refused'): void => {
+      log.warn({ event, code, status, source, ...extra }, 'hub upgrade refused');
+      refuseUpgrade(socket, status, code, message);
+    };
+    try {
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      if (path !== HUB_PATH || opts.hub === undefined) {
+        refused(404, 'http/not-found', 'no such node API path', { path: path.slice(0, 100) }, 'security.http_refused');
+        return;
+      }
+      if (req.method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+        refused(426, 'hub/upgrade-required', 'the hub is a WebSocket: GET with Upgrade: websocket', { path });
+        return;
+      }
+      const key = req.headers['sec-websocket-key'];
+      if (key === undefined || !WS_KEY.test(key) || req.headers['sec-websocket-version'] !== '13') {
+        refused(400, 'http/bad-request', 'invalid WebSocket handshake headers (Sec-WebSocket-Key, Sec-WebSocket-Version: 13)', { path });
+        return;
+      }
+      // Deny by default: the node is the client certificate's, and only if the backend accepts it now.
+      const v = verifyPeer(socket, source);
+      if (!('node' in v)) {
+        if (!v.logged) log.warn({ event: 'security.node_unauthenticated', code: v.code, source }, 'node API request refused');
+        refused(v.status, v.code, v.message, {});
+        return;
+      }
+      // The hub owns the socket from here on (and closes it on ban/evict), not the per-request tracking.
+      untrack(socket);
+      socket.off('error', destroyOnError);
+      const refusal = opts.hub.handleUpgrade(req, socket, head, v.node.nodeName, { chainDer: v.chain, notAfter: v.notAfter });
+      if (refusal !== undefined) {
+        // The hub logged its own security event.
+        socket.on('error', destroyOnError);
+        refuseUpgrade(socket, refusal.status, refusal.code, refusal.message);
+      }
+    } catch (e) {
+      log.error({ event: 'node_api.internal_error', code: e instanceof EdgewardError ? e.code : 'internal', source, err: String(e) }, 'hub upgrade failed');
+      if (socket.listenerCount('error') === 0) socket.on('error', destroyOnError);
+      refuseUpgrade(socket, 500, 'internal', 'internal error');
     }
   };
 
@@ -410,6 +527,11 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
           return;
         }
         send(res, 200, bundleToJson(identity.bundle()));
+        return;
+      }
+      if (path === HUB_PATH) {
+        res.setHeader('upgrade', 'websocket');
+        refuse(res, 426, 'hub/upgrade-required', 'the hub is a WebSocket: GET with Upgrade: websocket', source, { path }, true);
         return;
       }
       if (path !== NODE_API_PATHS.attest && path !== NODE_API_PATHS.node) {
@@ -487,6 +609,7 @@ export function createNodeApiServer<A extends { nodeName: string }>(opts: NodeAp
         sockets.add(s);
         s.once('close', () => sockets.delete(s));
       });
+      srv.on('upgrade', (req: IncomingMessage, s: TLSSocket, head: Buffer) => onUpgrade(req, s, head));
       srv.on('secureConnection', (s: TLSSocket) => {
         s.once('close', () => untrack(s));
       });
