@@ -13,7 +13,10 @@
  * 6. this process then acts as a workload: it calls the edge's Workload API, is identified by the kernel
  *    (SO_PEERCRED, no credentials sent), receives its X509-SVID (signed by the cloud's CA) and a JWT-SVID
  *    (minted by the cloud), and validates both against the cloud's bundle, whose digest is the pinned one;
- * 7. the child processes are stopped (only the PIDs started here, SIGTERM then SIGKILL after a grace
+ * 7. a sample ConfigMap and Secret are applied to the cloud with the real `edgeward apply -f`; the cloud's
+ *    hub pushes them over the node's mTLS WebSocket, the edge stores them (sealed) in its SQLite and
+ *    acknowledges them; the demo shows each version acknowledged by the node, and the node's own copy;
+ * 8. the child processes are stopped (only the PIDs started here, SIGTERM then SIGKILL after a grace
  *    period) and the temporary directory is removed: at the end, on Ctrl-C or SIGTERM, and on any failure.
  *
  * With `--keep` everything stays up until Ctrl-C, and the demo prints commands an operator can try.
@@ -21,7 +24,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -283,6 +286,59 @@ interface EdgeStatus {
   entries: number;
 }
 
+/** What step 7 applies (written to the work dir and applied with the real `edgeward apply -f`). */
+const DEMO_RESOURCES = [
+  { kind: 'ConfigMap', name: 'demo-config' },
+  { kind: 'Secret', name: 'demo-secret' },
+] as const;
+const DEMO_RESOURCES_YAML = `apiVersion: edgeward.io/v1
+kind: ConfigMap
+metadata:
+  name: demo-config
+  nodes: [${NODE_NAME}]
+data:
+  LOG_LEVEL: info
+  SAMPLE_RATE_HZ: "10"
+---
+apiVersion: edgeward.io/v1
+kind: Secret
+metadata:
+  name: demo-secret
+  nodes: [${NODE_NAME}]
+stringData:
+  password: demo-only-not-a-real-password
+`;
+
+interface ResourceViewOut {
+  kind: string;
+  name: string;
+  version: number;
+  data: Record<string, unknown>;
+  acks?: Array<{ node: string; version: number; current: boolean }>;
+}
+
+/** Poll the cloud until `node` acknowledged the current version of every resource (bounded). */
+async function waitForAcks(
+  cloudAdmin: string,
+  node: string,
+  wanted: ReadonlyArray<{ kind: string; name: string }>,
+  timeoutMs: number,
+): Promise<Array<{ kind: string; name: string; version: number; ackedVersion: number }>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const out: Array<{ kind: string; name: string; version: number; ackedVersion: number }> = [];
+    for (const w of wanted) {
+      const r = (await adminCall(cloudAdmin, 'resource.get', { kind: w.kind, name: w.name })) as { items: ResourceViewOut[] };
+      const v = r.items[0];
+      const ack = v?.acks?.find((a) => a.node === node && a.current);
+      if (v !== undefined && ack !== undefined) out.push({ kind: v.kind, name: v.name, version: v.version, ackedVersion: ack.version });
+    }
+    if (out.length === wanted.length) return out;
+    if (Date.now() > end) throw new DemoError('demo/step-failed', `${node} did not acknowledge the applied resources within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 interface NodeView {
   name: string;
   status: string;
@@ -292,12 +348,13 @@ interface NodeView {
 
 export const demoCommand = defineCommand({
   name: 'demo',
-  summary: 'bring up a cloud and one joined edge node, then fetch and validate a workload\'s SVIDs through the edge',
+  summary: 'bring up a cloud and one joined edge node, fetch and validate a workload\'s SVIDs, and sync a config map and a secret to the node',
   operands: '',
   description: [
     'Starts `edgeward cloud start`, joins one node with a join token (`edgeward edge join`), starts the',
     'joined edge (`edgeward edge start`), registers this process on the cloud, then fetches its X509-SVID',
-    'and a JWT-SVID over the edge\'s Workload API and validates them against the cloud\'s bundle.',
+    'and a JWT-SVID over the edge\'s Workload API and validates them against the cloud\'s bundle; then applies',
+    'a ConfigMap and a Secret (`edgeward apply -f`) and shows them acknowledged by the node over the hub.',
     'Child processes and the temporary directory are removed at the end, on Ctrl-C and on any failure.',
   ].join('\n'),
   args: {
@@ -411,7 +468,7 @@ export const demoCommand = defineCommand({
       ]);
 
       // 5. the joined edge
-      const edgeArgs = ['edge', 'start', '--data-dir', edgeDir];
+      const edgeArgs = ['edge', 'start', '--data-dir', edgeDir, '--secrets-key-file', join(dir, 'keyring', 'secrets.key')];
       const edge = startChild('edgeward edge start', bin, edgeArgs, env);
       children.push(edge);
       const endpoint = (await step(edge.waitForLine(/^SPIFFE_ENDPOINT_SOCKET=unix:\/\/\/\S+$/, READY_TIMEOUT_MS))).slice('SPIFFE_ENDPOINT_SOCKET='.length);
@@ -488,6 +545,27 @@ export const demoCommand = defineCommand({
       client.close();
       client = undefined;
 
+      // 7. resources through the hub: the real `edgeward apply -f` against the cloud, then the node's acks
+      const yamlPath = join(dir, 'resources.yaml');
+      writeFileSync(yamlPath, DEMO_RESOURCES_YAML, { mode: 0o600 });
+      const applyArgs = ['apply', '-f', yamlPath, '--data-dir', cloudDir];
+      const applier = startChild('edgeward apply', bin, applyArgs, env);
+      children.push(applier);
+      const applied = await step(applier.exit);
+      if (applied.code !== 0) throw new DemoError('demo/step-failed', `edgeward apply exited with ${applied.code ?? applied.signal}: ${applier.failure()}`);
+      const acked = await step(waitForAcks(cloudAdmin, NODE_NAME, DEMO_RESOURCES, READY_TIMEOUT_MS));
+      const onNode = (await step(adminCall(edgeAdmin, 'resource.get', { kind: 'Secret', name: 'demo-secret' }))) as { items: ResourceViewOut[] };
+      const hub = ((await step(adminCall(edgeAdmin, 'agent.status'))) as { hub?: { connected?: boolean; sessionId?: string | null } }).hub;
+      out([
+        '',
+        `7. resources   ${cli} ${applyArgs.join(' ')}`,
+        `               pid ${applier.pid} (exited 0):`,
+        ...applier.stdout.map((l) => `               ${l}`),
+        ...acked.map((v) => `               ${v.kind.toLowerCase()}/${v.name} version ${v.version}: acknowledged by ${NODE_NAME} at version ${v.ackedVersion} after it was stored in the node's SQLite`),
+        `               hub session: ${hub?.connected === true ? `connected (mTLS WebSocket, both sides by SVID), session ${hub.sessionId ?? '-'}` : 'not connected (unexpected)'}`,
+        `on the node    ${cli} get secret demo-secret --data-dir ${edgeDir}: ${onNode.items.length === 1 ? `version ${onNode.items[0]!.version}, data ${JSON.stringify(onNode.items[0]!.data)} (values never printed; sealed at rest with a key kept outside the data dir)` : 'missing (unexpected)'}`,
+      ]);
+
       if (flags.keep) {
         const bin_ = relative(process.cwd(), bin) || bin;
         out([
@@ -501,6 +579,10 @@ export const demoCommand = defineCommand({
           `  edgeward token create --node another-node --data-dir ${cloudDir}`,
           `  edgeward node ban ${NODE_NAME} --data-dir ${cloudDir}     (the edge's connections close at once; it keeps serving cached SVIDs until they expire)`,
           `  edgeward node unban ${NODE_NAME} --data-dir ${cloudDir}`,
+          `  edgeward get configmap --data-dir ${cloudDir}            (versions and which nodes acknowledged them)`,
+          `  edgeward get configmap --data-dir ${edgeDir}             (the node's own copy)`,
+          `  edgeward apply -f ${yamlPath} --data-dir ${cloudDir}`,
+          `  edgeward edge report-status --data-dir ${edgeDir} --kind ConfigMap --name demo-config --phase Ready`,
           `The svid/jwt commands match the entry when run as uid ${uid} with the node binary ${exe}.`,
         ]);
         const s = await stopRequested;

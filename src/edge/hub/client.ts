@@ -729,12 +729,14 @@ class EdgeHubImpl implements EdgeHub {
         return;
       case 'synced': {
         if (!this.#flush(s, true)) return;
-        if (s.catchup !== undefined) this.#pruneAfterResync(s, m.version);
+        const resynced = s.catchup !== undefined;
+        if (resynced) this.#pruneAfterResync(s, m.version);
         const before = o.store.syncedVersion();
         o.store.setSyncedVersion(m.version);
         if (!s.synced) {
           s.synced = true;
           this.#log.info({ event: 'edge.hub_synced', cloud: o.address.text, session: s.sessionId, version: m.version, previous: before, applied: s.applied }, 'caught up with the cloud');
+          if (!resynced) this.#ackInventory(s);
         }
         return;
       }
@@ -805,6 +807,19 @@ class EdgeHubImpl implements EdgeHub {
     for (const chunk of chunkAcks(acks)) this.#send(s, { v: HUB_PROTOCOL_VERSION, kind: 'ack', items: chunk });
     this.#pumpStatus(s);
     return true;
+  }
+
+  /**
+   * Once per session, after the catch-up: acknowledge every live resource held here at its version. The
+   * cloud sends deletes only for what it knows a node holds (its acks); an ack lost with a cut link (the
+   * put was committed here, the ack never arrived) would otherwise leave an object here that the cloud
+   * deleted or stopped assigning meanwhile. Acks are idempotent at the cloud (an older or equal version is
+   * ignored), and the cloud answers an ack of a deleted or unassigned resource with a delete.
+   */
+  #ackInventory(s: Session): void {
+    if (s.finished || s.ending !== undefined) return;
+    const items: AckItem[] = this.#o.store.list().map((r) => ({ kind: r.kind, name: r.name, version: r.version }));
+    for (const chunk of chunkAcks(items)) this.#send(s, { v: HUB_PROTOCOL_VERSION, kind: 'ack', items: chunk });
   }
 
   /** After a resync catch-up: resources held here that the cloud did not name are no longer ours. */

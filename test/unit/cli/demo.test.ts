@@ -85,9 +85,19 @@ describe('edgeward demo', () => {
     expect(out).toMatch(/^cloud view +node demo-node: active, method join_token, serial [0-9a-f]+$/m);
     expect(out).not.toContain('-----BEGIN');
 
-    // Cloud, join and edge: three child PIDs, all stopped, and the work dir is gone.
+    // Resources over the hub (issue #5): the real `edgeward apply -f`, then each version acknowledged by the node.
+    expect(out).toMatch(/^7\. resources +edgeward apply -f \S+\/resources\.yaml --data-dir \S+\/cloud$/m);
+    expect(out).toMatch(/^ +configmap\/demo-config version (\d+): acknowledged by demo-node at version \1 after it was stored in the node's SQLite$/m);
+    expect(out).toMatch(/^ +secret\/demo-secret version (\d+): acknowledged by demo-node at version \1 after it was stored in the node's SQLite$/m);
+    expect(out).toMatch(/^ +hub session: connected \(mTLS WebSocket, both sides by SVID\)/m);
+    expect(out).toMatch(/^on the node +edgeward get secret demo-secret --data-dir \S+\/edge: version \d+, data \{"data":\{"password":"<redacted \d+ bytes>"\}\}/m);
+    // The secret's value is never printed.
+    expect(out).not.toContain('demo-only-not-a-real-password');
+    expect(out).not.toContain(Buffer.from('demo-only-not-a-real-password').toString('base64'));
+
+    // Cloud, join, edge and apply: four child PIDs, all stopped, and the work dir is gone.
     const pids = printedPids(out);
-    expect(pids.stopped).toHaveLength(3);
+    expect(pids.stopped).toHaveLength(4);
     for (const p of pids.stopped) expect(pids.all).toContain(p);
     for (const p of pids.stopped) expect(alive(p), `pid ${p}`).toBe(false);
     expect(existsSync(workDir(out))).toBe(false);
@@ -141,7 +151,7 @@ describe('edgeward demo', () => {
       const text = out();
       expect(text).toMatch(/^SIGINT: stopping\.$/m);
       const pids = printedPids(text);
-      expect(pids.stopped).toHaveLength(3);
+      expect(pids.stopped).toHaveLength(4);
       for (const p of pids.stopped) expect(alive(p), `pid ${p}`).toBe(false);
       expect(existsSync(workDir(text))).toBe(false);
     } finally {
