@@ -20,13 +20,14 @@
  * an existing one (nor when state.db exists without dek.sealed: that store could never be opened again).
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseStrictJson, type StateFiles } from '../../identity/index.js';
 import { parseTpmTcti, TpmDriverError } from '../tpm/index.js';
 import { DATA_KEY_BYTES, ensurePrivateDir, STATE_DB_FILE } from './store.js';
 import { EdgeStoreError } from './store-errors.js';
+import { readOpenFile } from '../join/layout.js';
 import { tpmSeal, tpmUnseal, TPM_PRIMARY_ALGORITHM, MAX_TPM_BLOB_BYTES, type TpmSealOptions } from './sealing-tpm.js';
 
 export const DEK_SEALED_FILE = 'dek.sealed';
@@ -121,14 +122,7 @@ function readPrivateFile(path: string, max: number, what: string): Buffer | unde
     if (uid !== undefined && st.uid !== uid) unavailable(`${what} ${path} belongs to another user`);
     if ((st.mode & 0o077) !== 0) unavailable(`${what} ${path} is accessible by other users (mode ${(st.mode & 0o777).toString(8)}; it must be 0600)`);
     if (st.size > max) unavailable(`${what} ${path} is larger than ${max} bytes`);
-    const buf = Buffer.alloc(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
+    return readOpenFile(fd, st.size);
   } finally {
     closeSync(fd);
   }

@@ -75,17 +75,22 @@ export function readSmallFile(path: string, max = MAX_STATE_FILE, opts: { requir
     if (!st.isFile() || st.size > max) throw new JoinError('join/not-joined', `${path} is not a regular file of at most ${max} bytes`);
     // Checked on the descriptor that is read (no window between the check and the read).
     if (opts.requirePrivate === true && (st.mode & 0o077) !== 0) throw new JoinError('join/not-joined', `${path} is accessible by other users`);
-    const buf = Buffer.alloc(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
+    return readOpenFile(fd, st.size);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Read `size` bytes (fewer if the file shrank) of an open file from its start. */
+export function readOpenFile(fd: number, size: number): Buffer {
+  const buf = Buffer.alloc(size);
+  let off = 0;
+  while (off < buf.length) {
+    const n = readSync(fd, buf, off, buf.length - off, off);
+    if (n === 0) break;
+    off += n;
+  }
+  return buf.subarray(0, off);
 }
 
 export function hasJoin(dir: string): boolean {

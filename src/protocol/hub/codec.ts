@@ -5,7 +5,8 @@
  * missing members, and members of the wrong type or out of bounds. A put's `data` is checked with the
  * resource rules (resources.ts) on both sides, so what the cloud stores and what an edge accepts agree.
  */
-import { EdgewardError, parseStrictJson } from '../../identity/index.js';
+import { EdgewardError } from '../../identity/index.js';
+import { parseBoundedJson } from '../json-text.js';
 import { isNodeName } from '../../attestation/index.js';
 import {
   CLOUD_TO_EDGE_HUB_KINDS,
@@ -202,37 +203,11 @@ function decodeObject(o: Obj): HubMessage {
   }
 }
 
-// ignoreBOM: keep a BOM so that the JSON parser refuses it (RFC 8259 8.1).
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-/** UTF-8 length of `s` over `max`, computed only when the cheap bounds (UTF-16 length <= UTF-8 <= 3x) do not decide. */
-function exceeds(s: string, max: number): boolean {
-  if (s.length > max) return true;
-  if (s.length * 3 <= max) return false;
-  return Buffer.byteLength(s, 'utf8') > max;
-}
-
 function decode(input: string | Uint8Array, max: number): HubMessage {
-  let textValue: string;
-  if (typeof input === 'string') {
-    if (exceeds(input, max)) fail('hub/too-large', `hub frame is larger than ${max} bytes`);
-    textValue = input;
-  } else {
-    if (!(input instanceof Uint8Array)) fail('hub/malformed', 'hub frame must be text');
-    if (input.byteLength > max) fail('hub/too-large', `hub frame is larger than ${max} bytes`);
-    try {
-      textValue = utf8.decode(input);
-    } catch (e) {
-      throw new HubProtocolError('hub/malformed', 'hub frame is not UTF-8', { cause: e });
-    }
-  }
-  let value: unknown;
-  try {
-    value = parseStrictJson(textValue, { maxDepth: MAX_DEPTH });
-  } catch (e) {
-    if (e instanceof EdgewardError) throw new HubProtocolError('hub/malformed', 'hub frame is not valid JSON', { cause: e });
-    throw e;
-  }
+  const value = parseBoundedJson(input, max, MAX_DEPTH, (why, cause) => {
+    if (why === 'too-large') fail('hub/too-large', `hub frame is larger than ${max} bytes`);
+    throw new HubProtocolError('hub/malformed', why === 'not-utf8' ? 'hub frame is not UTF-8' : why === 'not-text' ? 'hub frame must be text' : 'hub frame is not valid JSON', { cause });
+  });
   if (!isObject(value)) fail('hub/malformed', 'hub frame must be a JSON object');
   return decodeObject(value);
 }

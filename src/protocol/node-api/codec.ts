@@ -6,7 +6,8 @@
  * Order of checks (so that each hostile input has one predictable code): size, UTF-8 and JSON, object,
  * `v`, `kind`, unknown members, missing members, then each member in the order the type lists them.
  */
-import { EdgewardError, MAX_CERT_BYTES, MAX_CSR_BYTES, parseStrictJson, SpiffeId } from '../../identity/index.js';
+import { EdgewardError, MAX_CERT_BYTES, MAX_CSR_BYTES, SpiffeId } from '../../identity/index.js';
+import { parseBoundedJson, utf8LengthExceeds } from '../json-text.js';
 import { NodeApiError, type NodeApiErrorCode } from './errors.js';
 import {
   CLOUD_TO_EDGE_KINDS,
@@ -332,9 +333,6 @@ function checkItemMembers(o: Obj, fields: readonly string[], where: string): voi
   for (const f of fields) if (!Object.prototype.hasOwnProperty.call(o, f)) fail('node-api/missing-field', `${where}: missing field ${f}`);
 }
 
-// ignoreBOM: keep a BOM in the text so that the JSON parser refuses it (RFC 8259 8.1), as it does for string input.
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
 export interface DecodeNodeApiOptions {
   /**
    * Largest accepted message in UTF-8 bytes (default `MAX_NODE_API_MESSAGE_BYTES`, 64 KiB; at most
@@ -344,41 +342,22 @@ export interface DecodeNodeApiOptions {
   maxBytes?: number;
 }
 
-/** UTF-8 length of `s`, computed only when the cheap bounds (UTF-16 length <= UTF-8 <= 3x) do not decide. */
-function exceeds(s: string, max: number): boolean {
-  if (s.length > max) return true;
-  if (s.length * 3 <= max) return false;
-  return Buffer.byteLength(s, 'utf8') > max;
-}
-
 /** Decode any node API message (text or UTF-8 bytes). Throws `NodeApiError`. */
 export function decodeNodeApiMessage(input: string | Uint8Array, options: DecodeNodeApiOptions = {}): NodeApiMessage {
   const max = Math.min(options.maxBytes ?? MAX_NODE_API_MESSAGE_BYTES, MAX_NODE_API_RESULT_BYTES);
-  let text: string;
-  if (typeof input === 'string') {
-    if (exceeds(input, max)) fail('node-api/too-large', `node API message is larger than ${max} bytes`);
-    text = input;
-  } else {
-    if (!(input instanceof Uint8Array)) fail('node-api/malformed', 'node API message must be text or bytes');
-    if (input.byteLength > max) fail('node-api/too-large', `node API message is larger than ${max} bytes`);
-    try {
-      text = utf8.decode(input);
-    } catch (e) {
-      throw new NodeApiError('node-api/malformed', 'node API message is not UTF-8', { cause: e });
-    }
-  }
-  let value: unknown;
-  try {
-    value = parseStrictJson(text, { maxDepth: MAX_DEPTH });
-  } catch (e) {
-    if (e instanceof EdgewardError) throw new NodeApiError('node-api/malformed', 'node API message is not valid JSON', { cause: e });
-    throw e;
-  }
+  const value = parseBoundedJson(input, max, MAX_DEPTH, (why, cause) => {
+    if (why === 'too-large') fail('node-api/too-large', `node API message is larger than ${max} bytes`);
+    throw new NodeApiError(
+      'node-api/malformed',
+      why === 'not-utf8' ? 'node API message is not UTF-8' : why === 'not-text' ? 'node API message must be text or bytes' : 'node API message is not valid JSON',
+      { cause },
+    );
+  });
   if (!isObject(value)) fail('node-api/malformed', 'node API message must be a JSON object');
   const m = decodeObject(value);
   // What an edge sends stays at 64 KiB even where a larger bound was allowed (the cloud's results).
   if (max > MAX_NODE_API_MESSAGE_BYTES && m.kind !== 'error' && (EDGE_TO_CLOUD_KINDS as readonly string[]).includes(m.kind)) {
-    const size = typeof input === 'string' ? (exceeds(input, MAX_NODE_API_MESSAGE_BYTES) ? Infinity : 0) : input.byteLength;
+    const size = typeof input === 'string' ? (utf8LengthExceeds(input, MAX_NODE_API_MESSAGE_BYTES) ? Infinity : 0) : input.byteLength;
     if (size > MAX_NODE_API_MESSAGE_BYTES) fail('node-api/too-large', `node API message is larger than ${MAX_NODE_API_MESSAGE_BYTES} bytes`);
   }
   return m;
