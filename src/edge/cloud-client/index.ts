@@ -5,6 +5,8 @@ export {
   parseBundleDigest,
   digestsEqual,
   cloudSpiffeId,
+  checkCloudServer,
+  peerChain,
   MAX_CLOUD_RESPONSE_BYTES,
   DEFAULT_CLOUD_TIMEOUT_MS,
   type CloudAddress,
