@@ -303,6 +303,24 @@ describe('resource store: pendingFor and acks (what a node lacks)', () => {
     }
   });
 
+  it('recordAckBatch records many nodes\' acks in one write, and refuses the whole batch if one entry is bad', async () => {
+    const { store } = await open();
+    try {
+      store.apply([cm('a', { a: '1' }, ['*'])]);
+      const nodes = Array.from({ length: 500 }, (_, i) => `edge-${i}`);
+      store.recordAckBatch(nodes.map((node) => ({ node, items: [{ kind: 'ConfigMap' as const, name: 'a', version: 1 }] })), T0);
+      expect(store.acksOf('ConfigMap', 'a')).toHaveLength(500);
+      store.apply([cm('a', { a: '2' }, ['*'])]);
+      // One malformed entry: nothing of the batch is written (checked before the transaction).
+      expect(codeOf(() => store.recordAckBatch([{ node: 'edge-0', items: [{ kind: 'ConfigMap', name: 'a', version: 2 }] }, { node: 'Bad Node', items: [] }], T0))).toBe('resource/invalid');
+      expect(store.acksOf('ConfigMap', 'a').find((a) => a.node === 'edge-0')?.version).toBe(1);
+      expect(codeOf(() => store.recordAckBatch([{ node: 'edge-0', items: [{ kind: 'ConfigMap', name: 'a', version: 0 }] }], T0))).toBe('resource/invalid');
+      store.recordAckBatch([], T0);
+    } finally {
+      store.close();
+    }
+  });
+
   it('recordAcks is idempotent: repeats and older acks are ignored; bogus versions are not recorded', async () => {
     const { store, clock } = await open();
     try {

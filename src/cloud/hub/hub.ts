@@ -61,7 +61,7 @@ import {
 import type { AckItemInput, ResourceChange, ResourceStore, StoredResource, SyncItem } from '../resources/index.js';
 
 /** What the hub needs of the resource store (the `ResourceStore` port of src/cloud/resources). */
-export type CloudHubStore = Pick<ResourceStore, 'bindStore' | 'pendingFor' | 'recordAcks' | 'recordStatus' | 'currentVersion' | 'targets' | 'get' | 'onChange'>;
+export type CloudHubStore = Pick<ResourceStore, 'bindStore' | 'pendingFor' | 'recordAcks' | 'recordAckBatch' | 'recordStatus' | 'currentVersion' | 'targets' | 'get' | 'onChange'>;
 
 export interface CloudHubLogger {
   debug(obj: Record<string, unknown>, msg: string): void;
@@ -691,14 +691,17 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
     for (const [node, f] of foreign) {
       log.warn({ event: 'security.hub_foreign_ack', code: 'hub/foreign-ack', node, items: f.items, kind: f.kind, name: f.name }, 'hub acks for resources that do not target the node ignored');
     }
+    // Every node's acks of this flush in one transaction (a fan-out's 10,000 acks are one write).
+    const writes: Array<{ node: string; items: AckItemInput[] }> = [];
     for (const [node, items] of perNode) {
-      for (let i = 0; i < items.length; i += MAX_HUB_ACK_ITEMS) {
-        try {
-          store.recordAcks(node, items.slice(i, i + MAX_HUB_ACK_ITEMS), now);
-        } catch (e) {
-          // Lost acks cost an idempotent resend at the node's next catch-up.
-          log.error({ event: 'hub.ack_write_failed', node, code: codeOf(e), err: String(e).slice(0, 200), items: items.length }, 'hub acks not recorded');
-        }
+      for (let i = 0; i < items.length; i += MAX_HUB_ACK_ITEMS) writes.push({ node, items: items.slice(i, i + MAX_HUB_ACK_ITEMS) });
+    }
+    if (writes.length > 0) {
+      try {
+        store.recordAckBatch(writes, now);
+      } catch (e) {
+        // Lost acks cost an idempotent resend at the node's next catch-up.
+        log.error({ event: 'hub.ack_write_failed', nodes: perNode.size, code: codeOf(e), err: String(e).slice(0, 200), items: writes.reduce((n, b) => n + b.items.length, 0) }, 'hub acks not recorded');
       }
     }
     for (const d of deletes) {

@@ -127,6 +127,8 @@ export interface ResourceStore {
   pendingFor(node: string): SyncItem[];
   /** Idempotent: an older ack than recorded is ignored; a delete ack removes the ack row. */
   recordAcks(node: string, items: readonly AckItemInput[], now: number): void;
+  /** `recordAcks` for many nodes in ONE transaction (a fan-out's acks from thousands of nodes in one write). */
+  recordAckBatch(batch: ReadonlyArray<{ node: string; items: readonly AckItemInput[] }>, now: number): void;
   /** Records the edge store's identity; a different one than recorded drops the node's acks and status seq. */
   bindStore(node: string, storeId: string, now: number): { reset: boolean };
   /** Applies the entries with seq > the node's last seq (one transaction); returns the last seq stored. */
@@ -417,6 +419,44 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       throw ioError('write', e);
     }
   };
+  type CheckedAck = { kind: ResourceKind; name: string; version: number; deleted: boolean };
+  /** Validate one node's acks (at most MAX_HUB_ACK_ITEMS). */
+  const checkAcks = (items: unknown): CheckedAck[] => {
+    if (!Array.isArray(items)) throw invalid('acks must be a list');
+    if (items.length > MAX_HUB_ACK_ITEMS) throw new ResourceStoreError('resource-store/too-many', `at most ${MAX_HUB_ACK_ITEMS} acks per call`);
+    return items.map((it: unknown) => {
+      if (!isPlainObject(it)) throw invalid('an ack must be an object');
+      const kind = checkKind(it['kind']);
+      const name = checkName(it['name']);
+      if (!isVersion(it['version'])) throw invalid('an ack version must be an integer >= 1');
+      const del = it['deleted'];
+      if (del !== undefined && typeof del !== 'boolean') throw invalid('ack.deleted must be a boolean');
+      return { kind, name, version: it['version'], deleted: del === true };
+    });
+  };
+  /** Record one node's checked acks; runs inside a write transaction. */
+  const applyAcks = (node: string, checked: readonly CheckedAck[], now: number): void => {
+    let cv: number | undefined;
+    let orphans: number | undefined;
+    for (const a of checked) {
+      const head = stmt.resHead.get(a.kind, a.name) as { version: number; deleted: number } | undefined;
+      if (a.deleted) {
+        stmt.ackDeleteUpTo.run(node, a.kind, a.name, a.version);
+        if (head !== undefined && head.deleted === 1) pruneOne(a.kind, a.name);
+        continue;
+      }
+      if (head !== undefined) {
+        // A node cannot have stored a version the store never wrote.
+        if (a.version > head.version) continue;
+      } else {
+        if (a.version > (cv ??= currentVersion())) continue;
+        orphans ??= stmt.ackCountNode.get(node) as number;
+        if (orphans >= MAX_ORPHAN_ACKS_PER_NODE) continue;
+        orphans++;
+      }
+      stmt.ackUpsert.run(node, a.kind, a.name, a.version, now);
+    }
+  };
   const read = <T>(fn: () => T): T => {
     live();
     try {
@@ -610,39 +650,22 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
     recordAcks(nodeIn, items, nowIn) {
       const node = checkNode(nodeIn);
       const now = checkNow(nowIn);
-      if (!Array.isArray(items)) throw invalid('acks must be a list');
-      if (items.length > MAX_HUB_ACK_ITEMS) throw new ResourceStoreError('resource-store/too-many', `at most ${MAX_HUB_ACK_ITEMS} acks per call`);
-      if (items.length === 0) return;
-      const checked = items.map((it: unknown) => {
-        if (!isPlainObject(it)) throw invalid('an ack must be an object');
-        const kind = checkKind(it['kind']);
-        const name = checkName(it['name']);
-        if (!isVersion(it['version'])) throw invalid('an ack version must be an integer >= 1');
-        const del = it['deleted'];
-        if (del !== undefined && typeof del !== 'boolean') throw invalid('ack.deleted must be a boolean');
-        return { kind, name, version: it['version'], deleted: del === true };
+      const checked = checkAcks(items);
+      if (checked.length === 0) return;
+      write(() => applyAcks(node, checked, now), false);
+    },
+
+    recordAckBatch(batch, nowIn) {
+      const now = checkNow(nowIn);
+      if (!Array.isArray(batch)) throw invalid('an ack batch must be a list');
+      // Everything is checked before anything is written: one bad entry refuses the whole batch.
+      const checked = batch.map((b: unknown) => {
+        if (!isPlainObject(b)) throw invalid('an ack batch entry must be an object');
+        return { node: checkNode(b['node']), items: checkAcks(b['items']) };
       });
+      if (checked.every((b) => b.items.length === 0)) return;
       write(() => {
-        let cv: number | undefined;
-        let orphans: number | undefined;
-        for (const a of checked) {
-          const head = stmt.resHead.get(a.kind, a.name) as { version: number; deleted: number } | undefined;
-          if (a.deleted) {
-            stmt.ackDeleteUpTo.run(node, a.kind, a.name, a.version);
-            if (head !== undefined && head.deleted === 1) pruneOne(a.kind, a.name);
-            continue;
-          }
-          if (head !== undefined) {
-            // A node cannot have stored a version the store never wrote.
-            if (a.version > head.version) continue;
-          } else {
-            if (a.version > (cv ??= currentVersion())) continue;
-            orphans ??= stmt.ackCountNode.get(node) as number;
-            if (orphans >= MAX_ORPHAN_ACKS_PER_NODE) continue;
-            orphans++;
-          }
-          stmt.ackUpsert.run(node, a.kind, a.name, a.version, now);
-        }
+        for (const b of checked) if (b.items.length > 0) applyAcks(b.node, b.items, now);
       }, false);
     },
 

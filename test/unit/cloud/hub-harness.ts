@@ -72,6 +72,12 @@ export class FakeStore implements CloudHubStore {
       else if (i.version > (m.get(key) ?? 0)) m.set(key, i.version);
     }
   }
+  recordAckBatch(batch: ReadonlyArray<{ node: string; items: readonly AckItemInput[] }>): void {
+    this.ackBatches++;
+    for (const b of batch) this.recordAcks(b.node, b.items);
+  }
+  /** How many recordAckBatch calls (one transaction each in the real store). */
+  ackBatches = 0;
   recordStatus(node: string, entries: readonly StatusEntry[]): number {
     this.statusCalls.push({ node, entries: [...entries] });
     const last = Math.max(this.lastSeq.get(node) ?? 0, ...entries.map((e) => e.seq));
