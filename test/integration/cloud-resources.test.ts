@@ -395,10 +395,23 @@ describe('resource store: edge store binding, status, forgetting a node', () => 
     const { store } = await open();
     try {
       store.apply([cm('a')]);
-      expect(store.bindStore('edge-1', STORE_A, T0)).toEqual({ reset: false });
+      // No binding yet (a first connection, or one after evict): the edge is told to resync.
+      expect(store.bindStore('edge-1', STORE_A, T0)).toEqual({ reset: true });
       ackAll(store, 'edge-1');
       expect(store.recordStatus('edge-1', [status(1, 'a'), status(2, 'a', 'Running')], T0)).toBe(2);
-      expect(store.bindStore('edge-1', STORE_A, T0)).toEqual({ reset: false });
+      expect(store.bindStore('edge-1', STORE_A, T0, { outboxSeq: 2 })).toEqual({ reset: false });
+      expect(pending(store, 'edge-1')).toEqual([]);
+      // The same store with an outbox seq below the recorded one was rolled back (restored from a backup):
+      // everything is sent again and its status seq starts over.
+      expect(store.bindStore('edge-1', STORE_A, T0, { outboxSeq: 1 })).toEqual({ reset: true });
+      expect(pending(store, 'edge-1')).toEqual(['put:ConfigMap/a@1']);
+      expect(store.statusOf('ConfigMap', 'a')).toEqual([]);
+      ackAll(store, 'edge-1');
+      // The edge asks for a resync (its store lost a row).
+      expect(store.bindStore('edge-1', STORE_A, T0, { outboxSeq: 5, resync: true })).toEqual({ reset: true });
+      expect(pending(store, 'edge-1')).toEqual(['put:ConfigMap/a@1']);
+      ackAll(store, 'edge-1');
+      expect(store.bindStore('edge-1', STORE_A, T0, { outboxSeq: 5 })).toEqual({ reset: false });
       expect(pending(store, 'edge-1')).toEqual([]);
       // A new edge store (wiped data dir, restored disk): resend everything; its outbox starts at seq 1 again.
       expect(store.bindStore('edge-1', STORE_B, T0)).toEqual({ reset: true });
@@ -440,8 +453,11 @@ describe('resource store: edge store binding, status, forgetting a node', () => 
       ).toBe(7);
       expect(store.nodeStatus('edge-1').map((s) => `${s.kind}/${s.name}:${s.phase}`)).toEqual(['ConfigMap/a:Running', 'ConfigMap/b:Running', 'Node/edge-1:Ready']);
       expect(store.nodeStatus('edge-2')).toEqual([]);
-      // Per node: edge-2's seq starts on its own.
+      // Per node: edge-2's seq starts on its own; status about a resource that does not target it is not stored.
       expect(store.recordStatus('edge-2', [status(1, 'a', 'Failed', { message: 'disk full' })], T0)).toBe(1);
+      expect(store.statusOf('ConfigMap', 'a').map((s) => `${s.node}:${s.phase}`)).toEqual(['edge-1:Running']);
+      store.apply([cm('a', { a: '1' }, ['edge-1', 'edge-2'])]);
+      expect(store.recordStatus('edge-2', [status(2, 'a', 'Failed', { message: 'disk full' })], T0)).toBe(2);
       expect(store.statusOf('ConfigMap', 'a').map((s) => `${s.node}:${s.phase}`)).toEqual(['edge-1:Running', 'edge-2:Failed']);
       // Shapes and bounds.
       expect(codeOf(() => store.recordStatus('edge-1', [status(9, 'a', 'lower')], T0))).toBe('resource/invalid');
@@ -467,8 +483,8 @@ describe('resource store: edge store binding, status, forgetting a node', () => 
       expect(store.acksOf('ConfigMap', 'a')).toEqual([]);
       expect(store.acksOf('ConfigMap', 'b').map((a) => a.node)).toEqual(['edge-2']);
       expect(store.nodeStatus('edge-1')).toEqual([]);
-      // The node comes back (attests again): a first binding, everything it is targeted by is pending.
-      expect(store.bindStore('edge-1', STORE_A, T0)).toEqual({ reset: false });
+      // The node comes back (attests again): a first binding (resync), everything it is targeted by is pending.
+      expect(store.bindStore('edge-1', STORE_A, T0)).toEqual({ reset: true });
       expect(pending(store, 'edge-1')).toEqual(['put:ConfigMap/b@2']);
       // The store forgot the old seq too.
       expect(store.recordStatus('edge-1', [status(1, 'b')], T0)).toBe(1);

@@ -38,6 +38,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { EdgewardError, type Clock } from '../../identity/index.js';
+import { RateLimiter } from '../../attestation/index.js';
 import {
   ALL_NODES,
   decodeEdgeToCloudHub,
@@ -61,7 +62,7 @@ import {
 import type { AckItemInput, ResourceChange, ResourceStore, StoredResource, SyncItem } from '../resources/index.js';
 
 /** What the hub needs of the resource store (the `ResourceStore` port of src/cloud/resources). */
-export type CloudHubStore = Pick<ResourceStore, 'bindStore' | 'pendingFor' | 'recordAcks' | 'recordAckBatch' | 'recordStatus' | 'currentVersion' | 'targets' | 'get' | 'onChange'>;
+export type CloudHubStore = Pick<ResourceStore, 'bindStore' | 'pendingFor' | 'recordAcks' | 'recordAckBatch' | 'headFor' | 'recordStatus' | 'currentVersion' | 'targets' | 'get' | 'onChange'>;
 
 export interface CloudHubLogger {
   debug(obj: Record<string, unknown>, msg: string): void;
@@ -79,6 +80,9 @@ export interface CloudHubLimits {
    * once its output drained; a session that stays backed up for `slowReaderMs` is closed 4429 too.)
    */
   sendHighWaterBytes: number;
+  /** Hub connections per node: burst (default `HUB_NODE_CONNECT_BURST`, 10) and sustained rate (default 1 per 6 s). */
+  connectBurst: number;
+  connectsPerSecond: number;
 }
 
 /** Deadlines and batching (defaults from the protocol; tests shorten them). */
@@ -219,6 +223,11 @@ interface Session {
   behindFrom: number;
   /** Since when the session's output has been backed up (0: it is not). */
   stalledSince: number;
+  /** Status frames: a token bucket (tokens, last refill) bounding the durable writes a peer can cause. */
+  statusTokens: number;
+  statusAt: number;
+  /** Inventory ack items received on this session (bounded: an inventory is sent once per session). */
+  inventoryItems: number;
 }
 
 const SESSION: unique symbol = Symbol('edgeward.hub.session');
@@ -228,6 +237,22 @@ const SEND_OPTS = { binary: false, compress: false, fin: true } as const;
 const V = HUB_PROTOCOL_VERSION;
 
 type CloseName = keyof typeof HUB_CLOSE_CODES;
+
+/**
+ * Status frames a session may send: a burst, then a sustained rate (each frame is one durable write). An
+ * edge sends one batch of <= 100 entries at a time, the next after `status.ack`: 200 frames/s drains 20,000
+ * entries/s. Over it: 4429 and `security.hub_rate_limited`.
+ */
+const STATUS_FRAME_BURST = 400;
+const STATUS_FRAMES_PER_SECOND = 200;
+/** Inventory ack items one session may send (the edge store holds at most 20,000 resources). */
+const MAX_INVENTORY_ITEMS_PER_SESSION = 20_000;
+/**
+ * Hub connections per node: a burst, then one per 6 s (rotation, backoff and graceful reconnects stay far
+ * below; a node reconnecting in a loop would otherwise make the cloud rebind and resend at will).
+ */
+export const HUB_NODE_CONNECT_BURST = 10;
+export const HUB_NODE_CONNECTS_PER_SECOND = 1 / 6;
 
 /** Close codes after which acks still in flight from the peer are kept (the peer did nothing wrong). */
 const ACKS_WHILE_CLOSING = new Set<number>([
@@ -250,6 +275,8 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
   const limits: CloudHubLimits = {
     maxSessions: Math.floor(positive(opts.limits?.maxSessions, DEFAULT_HUB_MAX_SESSIONS)),
     sendHighWaterBytes: positive(opts.limits?.sendHighWaterBytes, DEFAULT_HUB_SEND_HIGH_WATER_BYTES),
+    connectBurst: positive(opts.limits?.connectBurst, HUB_NODE_CONNECT_BURST),
+    connectsPerSecond: positive(opts.limits?.connectsPerSecond, HUB_NODE_CONNECTS_PER_SECOND),
   };
   const t = opts.timing ?? {};
   const timing: CloudHubTiming = {
@@ -281,6 +308,7 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
   const byNode = new Map<string, Session>();
   /** Closing sessions already replaced by a newer session of their node: they finish their closing handshake. */
   const lingering = new Set<Session>();
+  const connectLimiter = new RateLimiter({ capacity: limits.connectBurst, refillPerSecond: limits.connectsPerSecond, maxKeys: Math.max(10_000, limits.maxSessions * 2) });
   let acks: Array<AckItemInput & { node: string }> = [];
   let ackTimer: NodeJS.Timeout | undefined;
   let closed = false;
@@ -472,7 +500,7 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
 
   const onHello = (s: Session, m: HubHello): void => {
     const now = clock.now();
-    const { reset } = store.bindStore(s.node, m.storeId, now);
+    const { reset } = store.bindStore(s.node, m.storeId, now, { outboxSeq: m.outboxSeq, ...(m.resync === true ? { resync: true } : {}) });
     s.ws.send(encodeHubMessage({ v: V, kind: 'welcome', node: s.node, sessionId: s.id, heartbeatMs: timing.heartbeatMs, resync: reset }), SEND_OPTS);
     // Snapshot and list in the same turn: every change after this is a live frame (onChange), so nothing
     // falls in between. A live frame may overtake an older catch-up frame of the same resource: the edge
@@ -486,7 +514,20 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
   };
 
   const onAck = (s: Session, m: HubAck): void => {
-    for (const i of m.items) acks.push(i.deleted === true ? { node: s.node, kind: i.kind, name: i.name, version: i.version, deleted: true } : { node: s.node, kind: i.kind, name: i.name, version: i.version });
+    const held = m.inventory === true;
+    if (held) {
+      s.inventoryItems += m.items.length;
+      if (s.inventoryItems > MAX_INVENTORY_ITEMS_PER_SESSION) throw new HubProtocolError('hub/unexpected-kind', 'an inventory is sent once per session');
+    }
+    for (const i of m.items) {
+      acks.push(
+        i.deleted === true
+          ? { node: s.node, kind: i.kind, name: i.name, version: i.version, deleted: true }
+          : held
+            ? { node: s.node, kind: i.kind, name: i.name, version: i.version, held: true }
+            : { node: s.node, kind: i.kind, name: i.name, version: i.version },
+      );
+    }
     if (acks.length >= timing.ackFlushItems) flushAcks();
     else if (ackTimer === undefined) {
       ackTimer = setTimeout(flushAcksSafe, timing.ackFlushMs);
@@ -495,8 +536,22 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
   };
 
   const onStatus = (s: Session, m: HubStatus): void => {
-    // The node is the certificate's; an entry about another node is not this node's to report.
-    for (const e of m.entries) if (e.kind === 'Node' && e.name !== s.node) throw new HubProtocolError('hub/bad-field', 'a Node status entry must name the node of the session');
+    const now = clock.now();
+    s.statusTokens = Math.min(STATUS_FRAME_BURST, s.statusTokens + ((now - s.statusAt) / 1000) * STATUS_FRAMES_PER_SECOND);
+    s.statusAt = now;
+    if (s.statusTokens < 1) {
+      log.warn({ event: 'security.hub_rate_limited', code: 'hub/status-rate', ...who(s), limit_per_s: STATUS_FRAMES_PER_SECOND }, 'hub status frames over the rate limit; session closed');
+      closeSession(s, 'overloaded', 'hub/status-rate', 'too many status frames');
+      return;
+    }
+    s.statusTokens -= 1;
+    // The node is the certificate's: an entry about another node is not this node's to report. It is not
+    // stored (recordStatus skips it, and entries about resources that do not target the node), but the
+    // session goes on and the seq advances: one bad entry must not block the node's outbox for good.
+    const foreign = m.entries.filter((e) => e.kind === 'Node' && e.name !== s.node);
+    if (foreign.length > 0) {
+      log.warn({ event: 'security.hub_foreign_status', code: 'hub/foreign-status', ...who(s), entries: foreign.length, claimed: foreign[0]!.name }, 'hub status entries about another node ignored');
+    }
     const last = store.recordStatus(s.node, m.entries, clock.now());
     if (last >= 1) sendControl(s, Buffer.from(encodeHubMessage({ v: V, kind: 'status.ack', seq: last }), 'utf8'));
   };
@@ -622,6 +677,9 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
       catchup: undefined,
       behindFrom: 0,
       stalledSince: 0,
+      statusTokens: STATUS_FRAME_BURST,
+      statusAt: now,
+      inventoryItems: 0,
     };
     (ws as HubSocket)[SESSION] = s;
     ws.on('message', onMessage);
@@ -645,51 +703,55 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
     const batch = acks;
     acks = [];
     const now = clock.now();
-    // The resource as it is now, read once per flush (null: the store does not have it live).
-    const current = new Map<string, StoredResource | null>();
-    const lookup = (kind: ResourceKind, name: string): StoredResource | null | undefined => {
-      const key = `${kind}\0${name}`;
-      let r = current.get(key);
-      if (r === undefined) {
+    // The resource's head as it is now for the acking node, read once per flush and never its data (an ack
+    // frame must not make the cloud parse the resources it names). null: no live resource of that name.
+    const heads = new Map<string, { version: number; targeted: boolean } | null>();
+    const headOf = (node: string, kind: ResourceKind, name: string): { version: number; targeted: boolean } | null | undefined => {
+      const key = `${node}\0${kind}\0${name}`;
+      let h = heads.get(key);
+      if (h === undefined) {
         try {
-          r = store.get(kind, name) ?? null;
+          h = store.headFor(kind, name, node) ?? null;
         } catch {
           return undefined;
         }
-        current.set(key, r);
+        heads.set(key, h);
       }
-      return r;
+      return h;
     };
     const perNode = new Map<string, AckItemInput[]>();
     const foreign = new Map<string, { items: number; kind: ResourceKind; name: string }>();
     const deletes: Array<{ node: string; kind: ResourceKind; name: string; version: number }> = [];
     for (const a of batch) {
       if (a.deleted !== true) {
-        const r = lookup(a.kind, a.name);
-        if (r !== null && r !== undefined && !store.targets(r, a.node)) {
-          if (a.version >= r.version) {
-            // That version never targeted the node: it cannot have received it (deny by default: an
-            // authenticated node does not get to appear as holding another node's resource).
-            const f = foreign.get(a.node);
-            if (f === undefined) foreign.set(a.node, { items: 1, kind: a.kind, name: a.name });
-            else f.items++;
-            continue;
-          }
-          // The ack crossed a change that stopped targeting the node (in flight, or buffered here, when the
-          // fan-out looked for the nodes holding it): the node must delete what it just acknowledged.
-          deletes.push({ node: a.node, kind: a.kind, name: a.name, version: r.version });
-        } else if (r === null) {
-          // Deleted since (the delete went to the targeted nodes); any version above what the node holds
-          // will do, versions are never reused.
-          deletes.push({ node: a.node, kind: a.kind, name: a.name, version: store.currentVersion() });
+        const h = headOf(a.node, a.kind, a.name);
+        if (h === undefined) continue; // the store failed: the ack comes again (inventory, resend)
+        if (h === null || !h.targeted) {
+          // Not (or no longer) this node's: never recorded (a node does not get to appear as holding another
+          // node's resource). It is told to delete it, at the global version whether or not the name exists,
+          // so that the answer reveals neither existence nor version. The legitimate case: the ack crossed a
+          // delete or an untargeting (in flight, or buffered here, when the fan-out looked for holders).
+          // Logged every time: a node probing names of other nodes' resources is seen (the legitimate case,
+          // an ack crossing a change, shows up here too, rarely).
+          const f = foreign.get(a.node);
+          if (f === undefined) foreign.set(a.node, { items: 1, kind: a.kind, name: a.name });
+          else f.items++;
+          deletes.push({ node: a.node, kind: a.kind, name: a.name, version: Math.max(1, store.currentVersion()) });
+          continue;
         }
       }
       let list = perNode.get(a.node);
       if (list === undefined) perNode.set(a.node, (list = []));
-      list.push(a.deleted === true ? { kind: a.kind, name: a.name, version: a.version, deleted: true } : { kind: a.kind, name: a.name, version: a.version });
+      list.push(
+        a.deleted === true
+          ? { kind: a.kind, name: a.name, version: a.version, deleted: true }
+          : a.held === true
+            ? { kind: a.kind, name: a.name, version: a.version, held: true }
+            : { kind: a.kind, name: a.name, version: a.version },
+      );
     }
     for (const [node, f] of foreign) {
-      log.warn({ event: 'security.hub_foreign_ack', code: 'hub/foreign-ack', node, items: f.items, kind: f.kind, name: f.name }, 'hub acks for resources that do not target the node ignored');
+      log.warn({ event: 'security.hub_foreign_ack', code: 'hub/foreign-ack', node, items: f.items, kind: f.kind, name: f.name }, 'hub acks for resources that do not (or no longer) target the node: not recorded, a delete sent');
     }
     // Every node's acks of this flush in one transaction (a fan-out's 10,000 acks are one write).
     const writes: Array<{ node: string; items: AckItemInput[] }> = [];
@@ -698,7 +760,12 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
     }
     if (writes.length > 0) {
       try {
-        store.recordAckBatch(writes, now);
+        // Inventory acks below what was recorded: the node lost those versions; send the current ones again.
+        for (const l of store.recordAckBatch(writes, now)) {
+          const sess = byNode.get(l.node);
+          const r = sess === undefined ? undefined : store.get(l.kind, l.name);
+          if (sess !== undefined && r !== undefined && store.targets(r, l.node)) sendControl(sess, putFrame(r));
+        }
       } catch (e) {
         // Lost acks cost an idempotent resend at the node's next catch-up.
         log.error({ event: 'hub.ack_write_failed', nodes: perNode.size, code: codeOf(e), err: String(e).slice(0, 200), items: writes.reduce((n, b) => n + b.items.length, 0) }, 'hub acks not recorded');
@@ -869,17 +936,40 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
   return {
     handleUpgrade(req, socket, head, node, peer) {
       const source = (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? 'unknown';
-      if (closed) return { ...HUB_UPGRADE_REFUSALS.overloaded, message: 'the cloud is shutting down' };
+      if (closed) {
+        log.warn({ event: 'security.hub_overloaded', code: HUB_UPGRADE_REFUSALS.overloaded.code, node, source, reason: 'shutting down' }, 'hub session refused: the cloud is shutting down');
+        return { ...HUB_UPGRADE_REFUSALS.overloaded, message: 'the cloud is shutting down' };
+      }
+      const d = connectLimiter.take(node, clock.now());
+      if (!d.allowed) {
+        log.warn({ event: 'security.hub_rate_limited', code: 'hub/connect-rate', node, source, retry_after_ms: d.retryAfterMs }, 'hub connection refused: this node reconnects too often');
+        return { ...HUB_UPGRADE_REFUSALS.overloaded, message: `this node reconnects too often; retry in ${Math.ceil(d.retryAfterMs / 1000)} s` };
+      }
       const existing = byNode.get(node);
       if (existing !== undefined) {
-        if (existing.state === CLOSING) {
-          // Closing already (rotation, re-authentication...): the new connection takes over at once, and
-          // the old one finishes its closing handshake on the side (the peer learns why it was closed).
+        // Closing already (our close, or the edge's close whose handshake is still under way), or a session
+        // that never said hello (it cannot hold the node's place: a clone must not keep the node out).
+        if (existing.state === CLOSING || existing.state === AWAITING_HELLO || existing.ws.readyState !== existing.ws.OPEN) {
+          // The new connection takes over at once, and the old one finishes its closing handshake on the
+          // side (the peer learns why it was closed).
+          if (existing.state !== CLOSING) closeSession(existing, 'heartbeatTimeout', 'hub/replaced', 'another connection of this node took over before this one said hello');
           byNode.delete(node);
           lingering.add(existing);
         } else {
           counters.refusedDuplicate++;
-          log.warn({ event: 'security.hub_duplicate_session', code: HUB_UPGRADE_REFUSALS.sessionExists.code, node, source, session: existing.id }, 'second hub connection for a node refused');
+          // Both addresses: with a cloned SVID either one may be the clone.
+          log.warn(
+            {
+              event: 'security.hub_duplicate_session',
+              code: HUB_UPGRADE_REFUSALS.sessionExists.code,
+              node,
+              source,
+              session: existing.id,
+              existing_source: existing.source,
+              existing_opened_at: new Date(existing.openedAt).toISOString(),
+            },
+            'second hub connection for a node refused',
+          );
           if (existing.probeAt === 0) {
             existing.probeAt = clock.now();
             try {
@@ -908,8 +998,11 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
     },
 
     closeNode(name, reason) {
-      if (reason === 'evicted') acks = acks.filter((a) => a.node !== name);
+      // Nothing more of this node is recorded: neither what is buffered nor what a closing session still sends.
+      acks = acks.filter((a) => a.node !== name);
+      for (const l of lingering) if (l.node === name) l.closeCode = reason === 'banned' ? HUB_CLOSE_CODES.banned.code : HUB_CLOSE_CODES.evicted.code;
       const s = byNode.get(name);
+      if (s !== undefined && s.state === CLOSING) s.closeCode = reason === 'banned' ? HUB_CLOSE_CODES.banned.code : HUB_CLOSE_CODES.evicted.code;
       if (s === undefined || s.state === CLOSING) return 0;
       log.warn({ event: 'security.hub_session_closed', code: reason === 'banned' ? 'hub/banned' : 'hub/evicted', ...who(s) }, 'hub session of a node closed');
       if (reason === 'banned') closeSession(s, 'banned', 'hub/banned', 'this node is banned');

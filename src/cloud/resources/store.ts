@@ -108,6 +108,11 @@ export interface AckItemInput {
   readonly name: string;
   readonly version: number;
   readonly deleted?: boolean;
+  /**
+   * From the edge's inventory: the version it holds NOW, recorded even if lower than the recorded ack (the
+   * edge lost the newer one); `recordAckBatch` returns such items so that the hub can send them again.
+   */
+  readonly held?: boolean;
 }
 
 export interface ResourceStore {
@@ -121,6 +126,11 @@ export interface ResourceStore {
   list(kind?: ResourceKind): StoredResource[];
   /** The global version: monotonic, never reused (0 for a new store). */
   currentVersion(): number;
+  /**
+   * The live resource's version and whether it targets `node`, without reading its data (the ack path:
+   * cheap whatever the resource's size). Undefined when there is no live resource of that name.
+   */
+  headFor(kind: ResourceKind, name: string, node: string): { version: number; targeted: boolean } | undefined;
   /** The resource targets `node` (its nodes include it, or '*'). */
   targets(resource: StoredResource, node: string): boolean;
   /** What `node` lacks (coalesced, in version order): see the file comment. */
@@ -128,9 +138,15 @@ export interface ResourceStore {
   /** Idempotent: an older ack than recorded is ignored; a delete ack removes the ack row. */
   recordAcks(node: string, items: readonly AckItemInput[], now: number): void;
   /** `recordAcks` for many nodes in ONE transaction (a fan-out's acks from thousands of nodes in one write). */
-  recordAckBatch(batch: ReadonlyArray<{ node: string; items: readonly AckItemInput[] }>, now: number): void;
-  /** Records the edge store's identity; a different one than recorded drops the node's acks and status seq. */
-  bindStore(node: string, storeId: string, now: number): { reset: boolean };
+  recordAckBatch(batch: ReadonlyArray<{ node: string; items: readonly AckItemInput[] }>, now: number): Array<{ node: string; kind: ResourceKind; name: string }>;
+  /**
+   * Records the edge store's identity at the start of a session. The node's acks, status and status seq are
+   * dropped (`reset`: the edge is sent everything again) when there is no binding yet, the store is another
+   * one, the edge asks for it (`resync`: its store lost data), or the store's highest outbox seq is below
+   * the seq already recorded (`outboxSeq`: seqs never go down in a store, so it was rolled back, e.g.
+   * restored from a backup).
+   */
+  bindStore(node: string, storeId: string, now: number, session?: { outboxSeq?: number; resync?: boolean }): { reset: boolean };
   /** Applies the entries with seq > the node's last seq (one transaction); returns the last seq stored. */
   recordStatus(node: string, entries: readonly StatusEntry[], now: number): number;
   /** Acks of a resource, by node. */
@@ -349,6 +365,8 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
     statusDropObject: db.prepare('DELETE FROM statuses WHERE kind = ? AND name = ?'),
     targetsDrop: db.prepare('DELETE FROM resource_targets WHERE kind = ? AND name = ?'),
     targetsAdd: db.prepare('INSERT INTO resource_targets (node, kind, name) VALUES (?, ?, ?)'),
+    targetedLive: db.prepare(`SELECT 1 FROM resources r WHERE r.kind = @kind AND r.name = @name AND r.deleted = 0
+      AND EXISTS (SELECT 1 FROM resource_targets t WHERE t.node IN (@node, '*') AND t.kind = r.kind AND t.name = r.name)`),
     // Driven by the node's target rows (CROSS JOIN fixes the join order): the cost follows what targets the
     // node, not the number of resources in the store.
     pendingPuts: db.prepare(`SELECT r.kind, r.name, r.version, r.deleted, r.nodes, r.data, r.created_at, r.updated_at
@@ -365,6 +383,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       ON CONFLICT (node, kind, name) DO UPDATE SET version = excluded.version, acked_at = excluded.acked_at
       WHERE excluded.version > acks.version`),
     ackDeleteUpTo: db.prepare('DELETE FROM acks WHERE node = ? AND kind = ? AND name = ? AND version <= ?'),
+    ackLower: db.prepare('UPDATE acks SET version = ?, acked_at = ? WHERE node = ? AND kind = ? AND name = ? AND version > ?'),
     ackCountNode: db.prepare('SELECT count(*) FROM acks WHERE node = ?').pluck(),
     acksOf: db.prepare('SELECT node, version, acked_at FROM acks WHERE kind = ? AND name = ? ORDER BY node'),
     acksOfLimit: db.prepare('SELECT node, version, acked_at FROM acks WHERE kind = ? AND name = ? ORDER BY node LIMIT ?'),
@@ -419,7 +438,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       throw ioError('write', e);
     }
   };
-  type CheckedAck = { kind: ResourceKind; name: string; version: number; deleted: boolean };
+  type CheckedAck = { kind: ResourceKind; name: string; version: number; deleted: boolean; held: boolean };
   /** Validate one node's acks (at most MAX_HUB_ACK_ITEMS). */
   const checkAcks = (items: unknown): CheckedAck[] => {
     if (!Array.isArray(items)) throw invalid('acks must be a list');
@@ -431,11 +450,13 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       if (!isVersion(it['version'])) throw invalid('an ack version must be an integer >= 1');
       const del = it['deleted'];
       if (del !== undefined && typeof del !== 'boolean') throw invalid('ack.deleted must be a boolean');
-      return { kind, name, version: it['version'], deleted: del === true };
+      const held = it['held'];
+      if (held !== undefined && typeof held !== 'boolean') throw invalid('ack.held must be a boolean');
+      return { kind, name, version: it['version'], deleted: del === true, held: held === true };
     });
   };
   /** Record one node's checked acks; runs inside a write transaction. */
-  const applyAcks = (node: string, checked: readonly CheckedAck[], now: number): void => {
+  const applyAcks = (node: string, checked: readonly CheckedAck[], now: number, lowered?: Array<{ node: string; kind: ResourceKind; name: string }>): void => {
     let cv: number | undefined;
     let orphans: number | undefined;
     for (const a of checked) {
@@ -448,6 +469,10 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       if (head !== undefined) {
         // A node cannot have stored a version the store never wrote.
         if (a.version > head.version) continue;
+        if (a.held && head.deleted === 0) {
+          // The inventory says what the node holds now: below the recorded ack, it lost the newer version.
+          if (stmt.ackLower.run(a.version, now, node, a.kind, a.name, a.version).changes > 0) lowered?.push({ node, kind: a.kind, name: a.name });
+        }
       } else {
         if (a.version > (cv ??= currentVersion())) continue;
         orphans ??= stmt.ackCountNode.get(node) as number;
@@ -626,6 +651,17 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     currentVersion: () => read(currentVersion),
 
+    headFor(kindIn, nameIn, nodeIn) {
+      const kind = checkKind(kindIn);
+      const name = checkName(nameIn);
+      const node = checkNode(nodeIn);
+      return read(() => {
+        const head = stmt.resHead.get(kind, name) as { version: number; deleted: number } | undefined;
+        if (head === undefined || head.deleted === 1) return undefined;
+        return { version: head.version, targeted: stmt.targetedLive.get({ node, kind, name }) !== undefined };
+      });
+    },
+
     targets(resource, node) {
       return resource.nodes.includes(node) || resource.nodes.includes(ALL_NODES);
     },
@@ -663,27 +699,33 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
         if (!isPlainObject(b)) throw invalid('an ack batch entry must be an object');
         return { node: checkNode(b['node']), items: checkAcks(b['items']) };
       });
-      if (checked.every((b) => b.items.length === 0)) return;
+      const lowered: Array<{ node: string; kind: ResourceKind; name: string }> = [];
+      if (checked.every((b) => b.items.length === 0)) return lowered;
       write(() => {
-        for (const b of checked) if (b.items.length > 0) applyAcks(b.node, b.items, now);
+        for (const b of checked) if (b.items.length > 0) applyAcks(b.node, b.items, now, lowered);
       }, false);
+      return lowered;
     },
 
-    bindStore(nodeIn, storeId, nowIn) {
+    bindStore(nodeIn, storeId, nowIn, session = {}) {
       const node = checkNode(nodeIn);
       const now = checkNow(nowIn);
       if (typeof storeId !== 'string' || !HUB_STORE_ID_PATTERN.test(storeId)) throw invalid('storeId must be a UUID');
+      const outboxSeq = session.outboxSeq;
+      if (outboxSeq !== undefined && (!Number.isSafeInteger(outboxSeq) || outboxSeq < 0)) throw invalid('outboxSeq must be a non-negative integer');
+      const keep = (b: { store_id: string | null; last_seq: number } | undefined): boolean =>
+        b !== undefined && b.store_id === storeId && session.resync !== true && (outboxSeq === undefined || outboxSeq >= b.last_seq);
       // The common case (a known edge store reconnecting) is one indexed read and no write.
-      const known = read(() => (stmt.bindingGet.get(node) as { store_id: string | null } | undefined)?.store_id);
-      if (known === storeId) return { reset: false };
+      if (keep(read(() => stmt.bindingGet.get(node) as { store_id: string | null; last_seq: number } | undefined))) return { reset: false };
       return write(() => {
         const prev = stmt.bindingGet.get(node) as { store_id: string | null; last_seq: number } | undefined;
-        if (prev !== undefined && prev.store_id === storeId) return { reset: false };
-        // Another (or a first) edge store: whatever was acknowledged is not known to be in this one.
-        const dropped = stmt.acksDropNode.run(node).changes;
+        if (keep(prev)) return { reset: false };
+        // Another, a first, a rolled-back or a damaged edge store: nothing acknowledged is known to be in it.
+        stmt.acksDropNode.run(node);
+        stmt.statusDropNode.run(node);
         stmt.bindingPut.run(node, storeId, now);
         pruneTombstones();
-        return { reset: (prev !== undefined && prev.store_id !== null) || dropped > 0 };
+        return { reset: true };
       });
     },
 
@@ -711,8 +753,9 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
         for (const e of checked) {
           if (e.seq <= last) continue; // a resend (at-least-once) or out of order: already applied or superseded
           last = e.seq;
-          // Only status about the node itself or a resource the store has (bounded by the store's size).
-          if (e.kind === 'Node' ? e.name !== node : stmt.resHead.get(e.kind, e.name) === undefined) continue;
+          // Only status about the node itself or a live resource that targets the node (bounded by the
+          // store's size; a node does not get to attach status to another node's resources).
+          if (e.kind === 'Node' ? e.name !== node : stmt.targetedLive.get({ node, kind: e.kind, name: e.name }) === undefined) continue;
           stmt.statusPut.run({ node, ...e, received_at: now });
         }
         if (last !== start) stmt.seqPut.run(node, last, now);

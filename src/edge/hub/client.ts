@@ -51,6 +51,7 @@ import {
   MAX_HUB_STATUS_ENTRIES,
   type AckItem,
   type CloudToEdgeHubMessage,
+  type HubHello,
   type HubReconnect,
   type ResourceKind,
   type StatusEntry,
@@ -86,7 +87,19 @@ const MAX_QUICK_JITTERS = 3;
 /** What the hub needs of the edge store (store.ts). */
 export type HubStorePort = Pick<
   EdgeHubStore,
-  'storeId' | 'apply' | 'list' | 'appendStatus' | 'pendingStatus' | 'ackStatus' | 'outboxSize' | 'syncedVersion' | 'setSyncedVersion'
+  | 'storeId'
+  | 'apply'
+  | 'list'
+  | 'appendStatus'
+  | 'pendingStatus'
+  | 'ackStatus'
+  | 'outboxSize'
+  | 'outboxHighSeq'
+  | 'needsResync'
+  | 'beginResync'
+  | 'endResync'
+  | 'syncedVersion'
+  | 'setSyncedVersion'
 >;
 
 // ---------------------------------------------------------------------------------------------------
@@ -170,6 +183,8 @@ interface Session {
   welcomedAt: number | undefined;
   sessionId: string | undefined;
   synced: boolean;
+  /** Resync session: objects already written in it (their first frame replaced the stored row). */
+  resyncForced?: Set<string>;
   lastSeen: number;
   peerNotAfter: number | undefined;
   serverRefusal: Error | undefined;
@@ -299,6 +314,16 @@ class EdgeHubImpl implements EdgeHub {
       encodeHubMessage({ v: HUB_PROTOCOL_VERSION, kind: 'status', entries: [{ seq: 1, ...entry }] });
     } catch (e) {
       throw new EdgeHubError('edge-hub/invalid-status', e instanceof EdgewardError ? e.message.replace(/^status\.entries\[0\]\./, '') : 'invalid status entry', { cause: e });
+    }
+    if (report.kind === 'Node') {
+      // A node reports about itself only (the cloud would not store anything else).
+      let self: string | undefined;
+      try {
+        self = nodeNameFromSpiffeId(this.#o.identity.svid().spiffeId, this.#o.trustDomain);
+      } catch {
+        self = undefined; // no usable SVID now: the name is checked by the cloud
+      }
+      if (self !== undefined && report.name !== self) throw new EdgeHubError('edge-hub/invalid-status', `a Node status is about this node (${self}), not ${report.name.slice(0, 63)}`);
     }
     const seq = this.#o.store.appendStatus(entry);
     const s = this.#session;
@@ -438,7 +463,8 @@ class EdgeHubImpl implements EdgeHub {
     }
     s.open = true;
     s.lastSeen = o.clock.now();
-    this.#send(s, { v: HUB_PROTOCOL_VERSION, kind: 'hello', storeId: o.store.storeId, agent: o.agent ?? EDGE_HUB_AGENT });
+    const hello: HubHello = { v: HUB_PROTOCOL_VERSION, kind: 'hello', storeId: o.store.storeId, agent: o.agent ?? EDGE_HUB_AGENT, outboxSeq: o.store.outboxHighSeq() };
+    this.#send(s, o.store.needsResync() ? { ...hello, resync: true } : hello);
     s.timers.welcome = o.timers.setTimeout(() => {
       s.timers.welcome = undefined;
       if (s.welcomed || s.ending !== undefined) return;
@@ -705,7 +731,13 @@ class EdgeHubImpl implements EdgeHub {
       s.sessionId = m.sessionId;
       if (s.timers.welcome !== undefined) o.timers.clearTimeout(s.timers.welcome);
       s.timers.welcome = undefined;
-      if (m.resync) s.catchup = new Set();
+      if (m.resync) {
+        // The cloud starts over with this store: what it sends now is the truth, whatever versions are
+        // stored here (a new cloud's counter may be lower); the rest is removed at `synced`.
+        s.catchup = new Set();
+        s.resyncForced = new Set();
+        o.store.beginResync();
+      }
       this.#lastError = null;
       this.#log.info({ event: 'edge.hub_connected', cloud: o.address.text, node: m.node, session: m.sessionId, resync: m.resync, outbox: o.store.outboxSize() }, 'hub session with the cloud');
       this.#pumpStatus(s);
@@ -730,7 +762,10 @@ class EdgeHubImpl implements EdgeHub {
       case 'synced': {
         if (!this.#flush(s, true)) return;
         const resynced = s.catchup !== undefined;
-        if (resynced) this.#pruneAfterResync(s, m.version);
+        if (resynced) {
+          this.#pruneAfterResync(s, m.version);
+          o.store.endResync();
+        }
         const before = o.store.syncedVersion();
         o.store.setSyncedVersion(m.version);
         if (!s.synced) {
@@ -795,7 +830,17 @@ class EdgeHubImpl implements EdgeHub {
     let acks: readonly AckItem[];
     try {
       // The `Stored` status entries are written in the same transaction as the items (store.ts reportStored).
-      acks = o.store.apply(items, { reportStored: true }).acks;
+      // During a resync catch-up the first frame of each object in this session replaces what is stored
+      // whatever its version (the cloud's versions may be another counter's); later frames of the same
+      // object in this session compare versions as usual (a live frame may overtake a catch-up frame).
+      const forced = s.resyncForced;
+      const force = forced === undefined ? undefined : (kind: ResourceKind, name: string): boolean => {
+        const k = key(kind, name);
+        if (forced.has(k)) return false;
+        forced.add(k);
+        return true;
+      };
+      acks = o.store.apply(items, { reportStored: true, ...(force === undefined ? {} : { force }) }).acks;
     } catch (e) {
       this.#lastError = errText(e);
       this.#log.error({ event: 'edge.hub_store_failed', cloud: o.address.text, session: s.sessionId, items: items.length, ...errFields(e) }, 'storing resources from the cloud failed; nothing acknowledged');
@@ -819,7 +864,13 @@ class EdgeHubImpl implements EdgeHub {
   #ackInventory(s: Session): void {
     if (s.finished || s.ending !== undefined) return;
     const items: AckItem[] = this.#o.store.list().map((r) => ({ kind: r.kind, name: r.name, version: r.version }));
-    for (const chunk of chunkAcks(items)) this.#send(s, { v: HUB_PROTOCOL_VERSION, kind: 'ack', items: chunk });
+    if (this.#o.store.needsResync()) {
+      // A row did not authenticate while listing: start a session that asks for everything again.
+      this.#log.warn({ event: 'edge.hub_resync_needed', cloud: this.#o.address.text, session: s.sessionId }, 'the edge store lost a row; asking the cloud for a resync');
+      this.#shutdown(s, HUB_CLOSE_CODES.normal.code, 'resync', 'jitter');
+      return;
+    }
+    for (const chunk of chunkAcks(items)) this.#send(s, { v: HUB_PROTOCOL_VERSION, kind: 'ack', items: chunk, inventory: true });
   }
 
   /** After a resync catch-up: resources held here that the cloud did not name are no longer ours. */
@@ -829,10 +880,10 @@ class EdgeHubImpl implements EdgeHub {
     if (version < 1) return;
     const stale: HubItem[] = [];
     for (const r of this.#o.store.list()) {
-      if (!named.has(key(r.kind, r.name)) && r.version < version) stale.push({ op: 'delete', kind: r.kind, name: r.name, version });
+      if (!named.has(key(r.kind, r.name)) && r.version <= version) stale.push({ op: 'delete', kind: r.kind, name: r.name, version });
     }
     if (stale.length === 0) return;
-    for (let i = 0; i < stale.length; i += MAX_HUB_ACK_ITEMS) this.#o.store.apply(stale.slice(i, i + MAX_HUB_ACK_ITEMS));
+    for (let i = 0; i < stale.length; i += MAX_HUB_ACK_ITEMS) this.#o.store.apply(stale.slice(i, i + MAX_HUB_ACK_ITEMS), { force: true });
     this.#log.info({ event: 'edge.hub_resync_pruned', session: s.sessionId, removed: stale.length }, 'removed resources the cloud no longer assigns to this node');
   }
 

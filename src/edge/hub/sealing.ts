@@ -78,12 +78,7 @@ function errno(e: unknown): string {
  * (An XDG_CONFIG_HOME that is not absolute is ignored, as the XDG base directory spec says.)
  */
 export function defaultSecretsKeyFile(dataDir: string, env: Readonly<Record<string, string | undefined>>): string {
-  let real: string;
-  try {
-    real = realpathSync(dataDir);
-  } catch {
-    real = resolve(dataDir);
-  }
+  const real = realpathOfMaybeMissing(resolve(dataDir));
   const xdg = env['XDG_CONFIG_HOME'];
   let config: string;
   if (xdg !== undefined && xdg !== '' && isAbsolute(xdg)) config = xdg;
@@ -94,6 +89,25 @@ export function defaultSecretsKeyFile(dataDir: string, env: Readonly<Record<stri
   }
   const id = createHash('sha256').update(real, 'utf8').digest('hex').slice(0, 16);
   return join(config, 'edgeward', 'secrets-keys', `${id}.key`);
+}
+
+/**
+ * The real path of `path`, also before it exists: the nearest existing ancestor's real path plus the rest,
+ * so that the name is the same before and after the data dir is created (below a symlinked parent too).
+ */
+function realpathOfMaybeMissing(path: string): string {
+  const rest: string[] = [];
+  let cur = path;
+  for (;;) {
+    try {
+      return join(realpathSync(cur), ...rest.reverse());
+    } catch {
+      const parent = dirname(cur);
+      if (parent === cur) return path;
+      rest.push(basename(cur));
+      cur = parent;
+    }
+  }
 }
 
 /** `child` is `parent` or below it. */

@@ -108,6 +108,12 @@ export interface ApplyOptions {
    * stop the resources from being stored: the entry is left out and `edge.hub_outbox_full` logged.
    */
   reportStored?: boolean;
+  /**
+   * Store every item (or those the predicate says) whatever version is stored (a resync: the cloud forgot
+   * this store, or the store lost data, and what it sends now is the truth; its versions may even be lower,
+   * e.g. a new cloud). The predicate is called only for items that meet a stored row.
+   */
+  force?: boolean | ((kind: ResourceKind, name: string) => boolean);
 }
 
 /** pino-compatible logger subset. */
@@ -142,6 +148,14 @@ export interface EdgeHubStore {
   /** Delete every outbox entry with seq <= `seq` (the cloud stored them); returns how many were deleted. */
   ackStatus(seq: number): number;
   outboxSize(): number;
+  /** The highest outbox seq ever allocated (0: none); sent in `hello` so the cloud can tell a rolled-back store. */
+  outboxHighSeq(): number;
+  /** A row was refused since the last resync: the next session asks the cloud for everything again. */
+  needsResync(): boolean;
+  /** Start of a resync catch-up: tombstones dropped, the resync flag kept set until `endResync`. */
+  beginResync(): void;
+  /** The resync catch-up completed: the flag is cleared. */
+  endResync(): void;
   /** The version of the last `synced` from the cloud (0: never). */
   syncedVersion(): number;
   /** Record a `synced` version; also prunes tombstones the cloud can no longer send an older put for. */
@@ -435,6 +449,8 @@ class SqliteEdgeHubStore implements EdgeHubStore {
       ),
       outboxRange: db.prepare('SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM outbox'),
       outboxCount: db.prepare('SELECT COUNT(*) AS n FROM outbox'),
+      outboxHighSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"),
+      dropTombstones: db.prepare('DELETE FROM resources WHERE deleted = 1'),
       outboxInsert: db.prepare('INSERT INTO outbox (kind, name, phase, message, observed_version, at) VALUES (?, ?, ?, ?, ?, ?)'),
       outboxPending: db.prepare('SELECT seq, kind, name, phase, message, observed_version, at FROM outbox ORDER BY seq LIMIT ?'),
       outboxAck: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
@@ -463,6 +479,8 @@ class SqliteEdgeHubStore implements EdgeHubStore {
     if (this.#refusedLogged.has(id)) return;
     if (this.#refusedLogged.size >= MAX_REFUSED_REMEMBERED) this.#refusedLogged.clear();
     this.#refusedLogged.add(id);
+    // What this row held is lost here, yet the cloud's acks say the node has it: ask for everything again.
+    this.#markResync();
     this.#log.warn(
       { event: 'security.edge_store_row_refused', code: 'edge-store/corrupt', kind: kind.slice(0, 32), name: name.slice(0, 253), version: typeof version === 'number' ? version : -1, reason: why },
       'an edge store row does not authenticate; refused',
@@ -528,7 +546,7 @@ class SqliteEdgeHubStore implements EdgeHubStore {
             if (row !== undefined) {
               stored = this.#openRow(row);
               if (stored === undefined) result.refused.push({ kind: it.kind, name: it.name });
-              else if (it.version <= (stored === 'tombstone' ? row.version : stored.version)) {
+              else if (!(typeof options.force === 'function' ? options.force(it.kind, it.name) : options.force === true) && it.version <= (stored === 'tombstone' ? row.version : stored.version)) {
                 result.superseded.push(ack);
                 continue;
               }
@@ -667,6 +685,49 @@ class SqliteEdgeHubStore implements EdgeHubStore {
         })
         .immediate(),
     );
+  }
+
+  /** The highest outbox seq ever allocated (AUTOINCREMENT never reuses one; 0: none yet). */
+  outboxHighSeq(): number {
+    return this.#guard('read the outbox sequence', () => {
+      const v = this.#stmt.outboxHighSeq.get() as { seq: number } | undefined;
+      return v !== undefined && Number.isSafeInteger(v.seq) && v.seq > 0 ? v.seq : 0;
+    });
+  }
+
+  /** The store lost something the cloud believes it has (a refused row): the next session asks for a resync. */
+  needsResync(): boolean {
+    return this.#guard('read the resync flag', () => (this.#stmt.getMeta.get('resync') as { value: string } | undefined)?.value === '1');
+  }
+
+  #markResync(): void {
+    try {
+      this.#stmt.setMeta.run('resync', '1');
+    } catch {
+      // best effort (e.g. inside a read-only moment); the refusal itself was logged
+    }
+  }
+
+  /**
+   * Start of a resync catch-up: drop every tombstone (their versions may belong to another cloud's counter
+   * and would hide what it sends now) and keep the resync flag set until `endResync` (a crash in between
+   * asks for a resync again). Live rows stay (and keep being served) until the catch-up overwrites them or,
+   * at `synced`, removes the ones it did not name.
+   */
+  beginResync(): void {
+    this.#guard('begin a resync', () =>
+      this.#db
+        .transaction(() => {
+          this.#stmt.dropTombstones.run();
+          this.#stmt.setMeta.run('resync', '1');
+        })
+        .immediate(),
+    );
+  }
+
+  /** The resync catch-up completed (`synced`): the flag is cleared. */
+  endResync(): void {
+    this.#guard('end a resync', () => this.#stmt.setMeta.run('resync', '0'));
   }
 
   close(): void {

@@ -136,6 +136,9 @@ export async function joinCloud(input: JoinInput, deps: JoinDeps): Promise<JoinR
     if (oldKeyId !== undefined && oldKeyId !== keyId) keys.delete(oldKeyId);
     // A previous identity's cache (entries, workload keys) does not belong to this join.
     for (const suffix of ['', '-wal', '-shm']) rmSync(l.cacheDb + suffix, { force: true });
+    // Nor does the hub's store: its resources were another node's (or another cloud's), with versions the
+    // cloud of this join never wrote; the new node starts with an empty store and receives what it is assigned.
+    rmSync(l.hubDir, { recursive: true, force: true });
     writeJoinRecord(dataDir, { v: 1, trustDomain: td.name, nodeName, cloud: address.text, ...record, bundleDigest: pinned }, deps.files);
     return { spiffeId: nodeSpiffeId(td, nodeName), nodeName, method: record.method, notAfter: leaf.notAfter, dataDir };
   } finally {

@@ -59,6 +59,8 @@ export const layout = (dir: string) => ({
   svidPem: join(dir, 'node', 'svid.pem'),
   bundleFile: join(dir, 'node', 'bundle.json'),
   cacheDb: join(dir, 'cache.db'),
+  /** The hub's sealed store (state.db) and its sealed data key (src/edge/hub). */
+  hubDir: join(dir, 'hub'),
 });
 
 /** Read a small regular file without following a symlink. Undefined when it does not exist. */

@@ -67,7 +67,7 @@ export interface CloudReachability {
  * An explicit key file wins over the TPM. A key that cannot be had refuses the start (edge-store/key-unavailable).
  */
 async function openHubStore(config: JoinedEdgeConfig, deps: EdgeDeps, clock: Clock, log: EdgeLogger): Promise<EdgeHubStore> {
-  const hubDir = join(config.dataDir, 'hub');
+  const hubDir = layout(config.dataDir).hubDir;
   const provider: DataKeyProvider =
     config.secretsKeyFile !== undefined
       ? { kind: 'file', path: config.secretsKeyFile }

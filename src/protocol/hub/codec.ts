@@ -155,13 +155,23 @@ function decodeObject(o: Obj): HubMessage {
   const kind = o['kind'];
   const v = HUB_PROTOCOL_VERSION;
   switch (kind) {
-    case 'hello':
-      members(o, ['v', 'kind', 'storeId', 'agent'], [], 'hello');
-      return { v, kind, storeId: text(o['storeId'], 'hello.storeId', 36, HUB_STORE_ID_PATTERN), agent: text(o['agent'], 'hello.agent', MAX_HUB_AGENT_LENGTH, /^[\x21-\x7e]{1,64}$/) };
+    case 'hello': {
+      members(o, ['v', 'kind', 'storeId', 'agent', 'outboxSeq'], ['resync'], 'hello');
+      const storeId = text(o['storeId'], 'hello.storeId', 36, HUB_STORE_ID_PATTERN);
+      const agent = text(o['agent'], 'hello.agent', MAX_HUB_AGENT_LENGTH, /^[\x21-\x7e]{1,64}$/);
+      const seq = o['outboxSeq'];
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) fail('hub/bad-field', 'hello.outboxSeq must be a non-negative integer');
+      if (!Object.prototype.hasOwnProperty.call(o, 'resync')) return { v, kind, storeId, agent, outboxSeq: seq };
+      if (o['resync'] !== true) fail('hub/bad-field', 'hello.resync must be true when present');
+      return { v, kind, storeId, agent, outboxSeq: seq, resync: true };
+    }
     case 'ack': {
-      members(o, ['v', 'kind', 'items'], [], 'ack');
+      members(o, ['v', 'kind', 'items'], ['inventory'], 'ack');
       const items = array(o['items'], 'ack.items', 1, MAX_HUB_ACK_ITEMS).map((x, i) => ackItem(x, `ack.items[${i}]`));
-      return { v, kind, items };
+      if (!Object.prototype.hasOwnProperty.call(o, 'inventory')) return { v, kind, items };
+      if (o['inventory'] !== true) fail('hub/bad-field', 'ack.inventory must be true when present');
+      if (items.some((i) => i.deleted === true)) fail('hub/bad-field', 'an inventory ack lists held resources only (no deletes)');
+      return { v, kind, items, inventory: true };
     }
     case 'status': {
       members(o, ['v', 'kind', 'entries'], [], 'status');
@@ -232,9 +242,13 @@ function toWire(m: HubMessage): Obj {
   const v = HUB_PROTOCOL_VERSION;
   switch (m.kind) {
     case 'hello':
-      return { v, kind: m.kind, storeId: m.storeId, agent: m.agent };
-    case 'ack':
-      return { v, kind: m.kind, items: m.items.map((i) => (i.deleted === true ? { kind: i.kind, name: i.name, version: i.version, deleted: true } : { kind: i.kind, name: i.name, version: i.version })) };
+      return m.resync === true
+        ? { v, kind: m.kind, storeId: m.storeId, agent: m.agent, outboxSeq: m.outboxSeq, resync: true }
+        : { v, kind: m.kind, storeId: m.storeId, agent: m.agent, outboxSeq: m.outboxSeq };
+    case 'ack': {
+      const items = m.items.map((i) => (i.deleted === true ? { kind: i.kind, name: i.name, version: i.version, deleted: true } : { kind: i.kind, name: i.name, version: i.version }));
+      return m.inventory === true ? { v, kind: m.kind, items, inventory: true } : { v, kind: m.kind, items };
+    }
     case 'status':
       return {
         v,

@@ -3,11 +3,12 @@
  * their X509-SVIDs, on the node API listener at `HUB_PATH`. One JSON text frame is one message; every
  * message carries `v: 1` and is tagged by `kind`.
  *
- *   edge -> cloud  hello {storeId, agent}            first frame of a session (anything else first: 4400)
+ *   edge -> cloud  hello {storeId, agent, outboxSeq} first frame of a session (anything else first: 4400)
  *   cloud -> edge  welcome {node, sessionId, heartbeatMs, resync}
  *   cloud -> edge  put {resource} | delete {resource, version}   the catch-up: only what the node lacks
  *   cloud -> edge  synced {version}                  the catch-up is complete up to this global version
- *   edge -> cloud  ack {items}                       sent only after the items are committed at the edge
+ *   edge -> cloud  ack {items, inventory?}           sent only after the items are committed at the edge;
+ *                                                    once per session, after synced, the whole inventory
  *   edge -> cloud  status {entries}                  from the edge's durable outbox, in seq order
  *   cloud -> edge  status.ack {seq}                  every entry with seq <= this is stored at the cloud
  *   cloud -> edge  nudge {topic}                     e.g. the node's registration entries changed
@@ -81,11 +82,25 @@ export interface HubHello {
   readonly kind: 'hello';
   readonly storeId: string;
   readonly agent: string;
+  /**
+   * The highest status seq the edge store ever allocated (0: none). Seqs never go down in a store, so one
+   * below what the cloud already recorded means the store was rolled back (restored from a backup): the
+   * cloud then forgets what it knew of the store and sends everything again (`welcome.resync`).
+   */
+  readonly outboxSeq: number;
+  /** The edge store lost data the cloud believes it holds (a row that no longer authenticates): send everything. */
+  readonly resync?: true;
 }
 export interface HubAck {
   readonly v: 1;
   readonly kind: 'ack';
   readonly items: readonly AckItem[];
+  /**
+   * The edge's inventory (sent once per session after `synced`): these versions are what the edge holds
+   * now, so the cloud records them even where it had recorded a newer one (the edge lost it: a restored
+   * backup, a row that no longer authenticates), and then sends what is lacking.
+   */
+  readonly inventory?: true;
 }
 export interface HubStatus {
   readonly v: 1;

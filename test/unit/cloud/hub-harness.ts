@@ -72,9 +72,10 @@ export class FakeStore implements CloudHubStore {
       else if (i.version > (m.get(key) ?? 0)) m.set(key, i.version);
     }
   }
-  recordAckBatch(batch: ReadonlyArray<{ node: string; items: readonly AckItemInput[] }>): void {
+  recordAckBatch(batch: ReadonlyArray<{ node: string; items: readonly AckItemInput[] }>): Array<{ node: string; kind: ResourceKind; name: string }> {
     this.ackBatches++;
     for (const b of batch) this.recordAcks(b.node, b.items);
+    return [];
   }
   /** How many recordAckBatch calls (one transaction each in the real store). */
   ackBatches = 0;
@@ -93,6 +94,10 @@ export class FakeStore implements CloudHubStore {
   get(kind: ResourceKind, name: string): StoredResource | undefined {
     const r = this.resources.get(`${kind}/${name}`);
     return r !== undefined && !r.deleted ? r : undefined;
+  }
+  headFor(kind: ResourceKind, name: string, node: string): { version: number; targeted: boolean } | undefined {
+    const r = this.get(kind, name);
+    return r === undefined ? undefined : { version: r.version, targeted: this.targets(r, node) };
   }
   onChange(listener: (c: ResourceChange) => void): () => void {
     this.listeners.add(listener);
@@ -148,7 +153,7 @@ export class Client {
     this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
   }
   hello(storeId = '00000000-0000-4000-8000-000000000001'): void {
-    this.send({ v: 1, kind: 'hello', storeId, agent: 'edgeward-test/1' });
+    this.send({ v: 1, kind: 'hello', storeId, agent: 'edgeward-test/1', outboxSeq: 0 });
   }
   async until(kind: CloudToEdgeHubMessage['kind']): Promise<CloudToEdgeHubMessage[]> {
     const start = this.seen;

@@ -234,3 +234,43 @@ describe('CloudHub nudges, stats and shutdown', () => {
     expect((await h.connect('n2').refused).status).toBe(503);
   });
 });
+
+describe('CloudHub rate limits (a node with a valid SVID must not make the cloud work at will)', () => {
+  it('refuses a node that reconnects faster than its connect budget with 503 and security.hub_rate_limited', async () => {
+    h = await startHarness({ limits: { connectBurst: 3, connectsPerSecond: 1 / 6 } });
+    for (let i = 0; i < 3; i++) {
+      const c = await h.open('n1');
+      c.ws.close(1000);
+      await c.closed;
+      await until(() => h!.hub.stats().sessions === 0, 'the session gone');
+    }
+    expect((await h.connect('n1').refused).status).toBe(503);
+    await h.waitForLog((l) => l.event === 'security.hub_rate_limited' && l.code === 'hub/connect-rate' && l.node === 'n1');
+    // Another node is not affected, and the budget refills with time (the hub's clock).
+    const other = await h.open('n2');
+    other.ws.close(1000);
+    h.clock.advance(6_000);
+    const again = await h.open('n1');
+    again.ws.close(1000);
+  });
+
+  it('closes a session that floods status frames (each one a durable write) with 4429', async () => {
+    h = await startHarness();
+    const c = await h.open('n1');
+    await c.sync();
+    for (let i = 1; i <= 500; i++) c.send({ v: 1, kind: 'status', entries: [{ seq: i, kind: 'Node', name: 'n1', phase: 'Ready', at: 1 }] });
+    expect(await c.closed).toBe(4429);
+    await h.waitForLog((l) => l.event === 'security.hub_rate_limited' && l.code === 'hub/status-rate');
+    expect(h.store.statusCalls.length).toBeLessThanOrEqual(400);
+  });
+
+  it('refuses more inventory than one edge store can hold on one session (4400)', async () => {
+    h = await startHarness();
+    h.store.put('a', ['n1']);
+    const c = await h.open('n1');
+    await c.sync();
+    const items = Array.from({ length: 1000 }, () => ({ kind: 'ConfigMap' as const, name: 'a', version: 1 }));
+    for (let i = 0; i < 21; i++) c.send({ v: 1, kind: 'ack', items, inventory: true });
+    expect(await c.closed).toBe(4400);
+  });
+});

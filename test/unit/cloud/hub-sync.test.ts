@@ -133,7 +133,7 @@ describe('CloudHub acks', () => {
     expect(h.store.ackCalls[0]!.items).toHaveLength(MAX_HUB_ACK_ITEMS);
   });
 
-  it('sends a delete for an ack that crossed an untargeting or a deletion, and ignores acks of versions never sent to the node', async () => {
+  it('sends a delete for an ack that crossed an untargeting or a deletion (not recorded), and ignores acks of versions never sent to the node', async () => {
     h = await startHarness({ timing: { ackFlushMs: 60_000 } });
     h.store.put('moved', ['a']); // 1
     h.store.put('gone', ['a']); // 2
@@ -152,10 +152,13 @@ describe('CloudHub acks', () => {
     ] });
     await until(() => h.hub.stats().pendingAcks === 3, 'buffered');
     h.hub.flushAcks();
-    expect(h.store.ackCalls).toEqual([{ node: 'a', items: [{ kind: 'ConfigMap', name: 'moved', version: 1 }, { kind: 'ConfigMap', name: 'gone', version: 2 }] }]);
-    expect(names(await a.until('delete'))).toEqual(['delete moved@4']);
+    // None is recorded (none is the node's now); each gets a delete at the global version (5), which tells
+    // the node nothing of the resource's own version, nor whether the name exists.
+    expect(h.store.ackCalls).toEqual([]);
+    expect(names(await a.until('delete'))).toEqual(['delete moved@5']);
     expect(names(await a.until('delete'))).toEqual(['delete gone@5']);
-    await h.waitForLog((l) => l.event === 'security.hub_foreign_ack' && l.node === 'a' && l.name === 'other' && l.items === 1);
+    expect(names(await a.until('delete'))).toEqual(['delete other@5']);
+    await h.waitForLog((l) => l.event === 'security.hub_foreign_ack' && l.node === 'a' && l.items === 3);
   });
 });
 
@@ -173,14 +176,19 @@ describe('CloudHub status', () => {
     expect(h.store.statusCalls).toEqual([{ node: 'a', entries }]);
   });
 
-  it('closes with 4400 a status entry about another node', async () => {
+  it('does not store a status entry about another node, logs it, and keeps the session (one bad entry must not wedge the outbox)', async () => {
     h = await startHarness();
     const a = await h.open('a');
     await a.sync();
-    a.send({ v: 1, kind: 'status', entries: [{ seq: 1, kind: 'Node', name: 'b', phase: 'Ready', at: 6 }] });
-    expect(await a.closed).toBe(4400);
-    expect(h.store.statusCalls).toEqual([]);
-    await h.waitForLog((l) => l.event === 'security.hub_protocol_violation' && l.code === 'hub/bad-field');
+    const entries = [
+      { seq: 1, kind: 'Node' as const, name: 'b', phase: 'Ready', at: 6 },
+      { seq: 2, kind: 'Node' as const, name: 'a', phase: 'Ready', at: 7 },
+    ];
+    a.send({ v: 1, kind: 'status', entries });
+    // The seq advances past the foreign entry (the store skips it), so the edge's outbox drains.
+    expect(await a.until('status.ack')).toEqual([{ v: 1, kind: 'status.ack', seq: 2 }]);
+    await h.waitForLog((l) => l.event === 'security.hub_foreign_status' && l.code === 'hub/foreign-status');
+    expect(h.logs.some((l) => l.event === 'security.hub_protocol_violation')).toBe(false);
   });
 });
 

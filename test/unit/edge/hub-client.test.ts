@@ -80,9 +80,13 @@ class FakeStore implements HubStorePort {
   synced = 0;
   applies: Array<{ items: HubItem[]; reportStored: boolean }> = [];
   failApply = false;
-  apply(items: readonly HubItem[], options: { reportStored?: boolean } = {}) {
+  resyncFlag = false;
+  resyncsBegun = 0;
+  forcedApplies = 0;
+  apply(items: readonly HubItem[], options: { reportStored?: boolean; force?: boolean | ((kind: ResourceKind, name: string) => boolean) } = {}) {
     if (this.failApply) throw new Error('disk full');
     this.applies.push({ items: [...items], reportStored: options.reportStored === true });
+    if (options.force !== undefined) this.forcedApplies++;
     const acks: AckItem[] = [];
     for (const it of items) {
       const kind = it.op === 'put' ? it.resource.kind : it.kind;
@@ -90,7 +94,8 @@ class FakeStore implements HubStorePort {
       const version = it.op === 'put' ? it.resource.version : it.version;
       acks.push(it.op === 'put' ? { kind, name, version } : { kind, name, version, deleted: true });
       const cur = this.rows.get(`${kind}/${name}`);
-      if (cur !== undefined && cur.version >= version) continue;
+      const forced = cur !== undefined && (typeof options.force === 'function' ? options.force(kind, name) : options.force === true);
+      if (!forced && cur !== undefined && cur.version >= version) continue;
       this.rows.set(`${kind}/${name}`, { kind, name, version, deleted: it.op === 'delete', data: it.op === 'put' ? it.resource.data : {} });
       if (it.op === 'put' && options.reportStored === true) this.appendStatus({ kind, name, phase: 'Stored', observedVersion: version, at: 1 });
     }
@@ -122,6 +127,20 @@ class FakeStore implements HubStorePort {
   }
   setSyncedVersion(v: number): void {
     this.synced = v;
+  }
+  outboxHighSeq(): number {
+    return this.seq;
+  }
+  needsResync(): boolean {
+    return this.resyncFlag;
+  }
+  endResync(): void {
+    this.resyncFlag = false;
+  }
+  beginResync(): void {
+    this.resyncsBegun++;
+    this.resyncFlag = true;
+    for (const [k, r] of this.rows) if (r.deleted) this.rows.delete(k);
   }
 }
 
@@ -290,7 +309,7 @@ describe('EdgeHub session (contract "Wire messages": order, acks after commit, o
     const r = rig();
     r.hub.start();
     const c = r.open();
-    expect(c.sent[0]).toEqual({ v: 1, kind: 'hello', storeId: r.store.storeId, agent: 'edgeward/0.1.0' });
+    expect(c.sent[0]).toEqual({ v: 1, kind: 'hello', storeId: r.store.storeId, agent: 'edgeward/0.1.0', outboxSeq: 0 });
     expect(r.hub.status()).toMatchObject({ connected: true, state: 'syncing', sessionId: 'sess-0123456789abcdef', cloud: '127.0.0.1:8443' });
     expect(r.events('edge.hub_connected')).toHaveLength(1);
   });
@@ -431,7 +450,7 @@ describe('EdgeHub: invalid frames from the cloud are a protocol violation (4400)
     ['an unknown kind', (r, c) => r.cloudSays(c, { v: 1, kind: 'explode' }), 'hub/unknown-kind'],
     ['an unknown version', (r, c) => r.cloudSays(c, { v: 2, kind: 'synced', version: 1 }), 'hub/unsupported-version'],
     ['an unknown field', (r, c) => r.cloudSays(c, { v: 1, kind: 'synced', version: 1, node: 'other' }), 'hub/unknown-field'],
-    ['a kind only the cloud receives', (r, c) => r.cloudSays(c, { v: 1, kind: 'hello', storeId: r.store.storeId, agent: 'x' }), 'hub/unexpected-kind'],
+    ['a kind only the cloud receives', (r, c) => r.cloudSays(c, { v: 1, kind: 'hello', storeId: r.store.storeId, agent: 'x', outboxSeq: 0 }), 'hub/unexpected-kind'],
     ['a second welcome', (r, c) => r.cloudSays(c, { v: 1, kind: 'welcome', node: 'n1', sessionId: 'sess-0123456789abcdef', heartbeatMs: 30_000, resync: false }), 'hub/unexpected-kind'],
     ['an invalid Secret', (r, c) => r.cloudSays(c, { v: 1, kind: 'put', resource: { kind: 'Secret', name: 's', version: 1, data: { data: { k: 'not base64!' } } } }), 'hub/bad-field'],
     ['a frame over 1 MiB', (_r, c) => c.on.message(Buffer.alloc(MAX_HUB_CLOUD_FRAME_BYTES + 1, 0x20), false), 'hub/too-large'],

@@ -33,7 +33,9 @@ function code(f: () => unknown): string {
 
 describe('hub codec: round trips', () => {
   const edge: EdgeToCloudHubMessage[] = [
-    { v: 1, kind: 'hello', storeId: STORE, agent: 'edgeward/0.1.0' },
+    { v: 1, kind: 'hello', storeId: STORE, agent: 'edgeward/0.1.0', outboxSeq: 0 },
+    { v: 1, kind: 'hello', storeId: STORE, agent: 'edgeward/0.1.0', outboxSeq: 42 },
+    { v: 1, kind: 'ack', items: [{ kind: 'ConfigMap', name: 'app', version: 3 }], inventory: true },
     { v: 1, kind: 'ack', items: [{ kind: 'ConfigMap', name: 'app', version: 3 }, { kind: 'Secret', name: 'db', version: 9, deleted: true }] },
     { v: 1, kind: 'status', entries: [{ seq: 1, kind: 'ConfigMap', name: 'app', phase: 'Stored', observedVersion: 3, at: 1 }, { seq: 2, kind: 'Node', name: 'edge-1', phase: 'Started', message: 'boot', at: 2 }] },
   ];
@@ -61,7 +63,7 @@ describe('hub codec: round trips', () => {
 describe('hub codec: hostile frames', () => {
   it('refuses a kind the receiving side must not get', () => {
     expect(code(() => decodeEdgeToCloudHub(encodeHubMessage({ v: 1, kind: 'synced', version: 1 })))).toBe('hub/unexpected-kind');
-    expect(code(() => decodeCloudToEdgeHub(encodeHubMessage({ v: 1, kind: 'hello', storeId: STORE, agent: 'a' })))).toBe('hub/unexpected-kind');
+    expect(code(() => decodeCloudToEdgeHub(encodeHubMessage({ v: 1, kind: 'hello', storeId: STORE, agent: 'a', outboxSeq: 0 })))).toBe('hub/unexpected-kind');
   });
   it('refuses unknown versions and kinds', () => {
     expect(code(() => decodeEdgeToCloudHub('{"v":2,"kind":"hello","storeId":"x","agent":"a"}'))).toBe('hub/unsupported-version');
@@ -82,14 +84,18 @@ describe('hub codec: hostile frames', () => {
     expect(code(() => decodeCloudToEdgeHub(' '.repeat(MAX_HUB_CLOUD_FRAME_BYTES + 1)))).toBe('hub/too-large');
   });
   it('refuses unknown and missing members', () => {
-    expect(code(() => decodeEdgeToCloudHub(`{"v":1,"kind":"hello","storeId":"${STORE}","agent":"a","node":"edge-2"}`))).toBe('hub/unknown-field');
+    expect(code(() => decodeEdgeToCloudHub(`{"v":1,"kind":"hello","storeId":"${STORE}","agent":"a","outboxSeq":0,"node":"edge-2"}`))).toBe('hub/unknown-field');
     expect(code(() => decodeEdgeToCloudHub(`{"v":1,"kind":"hello","storeId":"${STORE}"}`))).toBe('hub/missing-field');
     expect(code(() => decodeCloudToEdgeHub('{"v":1,"kind":"put","resource":{"kind":"ConfigMap","name":"a","version":1,"data":{},"node":"x"}}'))).toBe('hub/unknown-field');
   });
   it('refuses bad member values', () => {
     const bad = [
-      `{"v":1,"kind":"hello","storeId":"not-a-uuid","agent":"a"}`,
-      `{"v":1,"kind":"hello","storeId":"${STORE}","agent":"with space"}`,
+      `{"v":1,"kind":"hello","storeId":"not-a-uuid","agent":"a","outboxSeq":0}`,
+      `{"v":1,"kind":"hello","storeId":"${STORE}","agent":"with space","outboxSeq":0}`,
+      `{"v":1,"kind":"hello","storeId":"${STORE}","agent":"a","outboxSeq":-1}`,
+      `{"v":1,"kind":"hello","storeId":"${STORE}","agent":"a","outboxSeq":1.5}`,
+      '{"v":1,"kind":"ack","items":[{"kind":"ConfigMap","name":"a","version":1}],"inventory":false}',
+      '{"v":1,"kind":"ack","items":[{"kind":"ConfigMap","name":"a","version":1,"deleted":true}],"inventory":true}',
       '{"v":1,"kind":"ack","items":[]}',
       '{"v":1,"kind":"ack","items":[{"kind":"Pod","name":"a","version":1}]}',
       '{"v":1,"kind":"ack","items":[{"kind":"ConfigMap","name":"A_B","version":1}]}',
