@@ -246,7 +246,7 @@ function openSession(node: Joined, address: CloudAddress, target: 'cloud' | 'bar
     ws.on('open', () => {
       sessions.add(ws);
       stats.open++;
-      if (target === 'cloud') ws.send(encodeHubMessage({ v: HUB_PROTOCOL_VERSION, kind: 'hello', storeId: randomUUID(), agent: AGENT }));
+      if (target === 'cloud') ws.send(encodeHubMessage({ v: HUB_PROTOCOL_VERSION, kind: 'hello', storeId: randomUUID(), agent: AGENT, outboxSeq: 0 }));
       else done();
       // A ping every 10 s like the real edge, with a random phase so that 10,000 sessions do not ping together.
       const first = setTimeout(() => {
