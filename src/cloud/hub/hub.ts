@@ -195,8 +195,14 @@ const LIVE = 2;
 const CLOSING = 3;
 type SessionState = typeof AWAITING_HELLO | typeof CATCHING_UP | typeof LIVE | typeof CLOSING;
 
+/**
+ * What a catch-up still has to send: references only (a session that reads slowly must not pin the parsed
+ * resources it lacks); a put's frame is built when it is sent, from the frame cache or the store.
+ */
+type CatchUpRef = { readonly op: 'put' | 'delete'; readonly kind: ResourceKind; readonly name: string; readonly version: number };
+
 interface CatchUp {
-  items: SyncItem[];
+  items: CatchUpRef[];
   next: number;
   version: number;
   /** Send `synced` at the end (the catch-up after hello; not a catch-up after a backed-up output drained). */
@@ -336,7 +342,6 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
     cached(`p\0${r.kind}\0${r.name}\0${r.version}`, () => ({ v: V, kind: 'put', resource: { kind: r.kind, name: r.name, version: r.version, data: r.data } }));
   const deleteFrame = (kind: ResourceKind, name: string, version: number): Buffer =>
     cached(`d\0${kind}\0${name}\0${version}`, () => ({ v: V, kind: 'delete', resource: { kind, name }, version }));
-  const itemFrame = (i: SyncItem): Buffer => (i.op === 'put' ? putFrame(i.resource) : deleteFrame(i.kind, i.name, i.version));
   const NUDGE_ENTRIES = Buffer.from(encodeHubMessage({ v: V, kind: 'nudge', topic: 'entries' }), 'utf8');
 
   // ------------------------------------------------------------------------------------------ sessions
@@ -438,7 +443,21 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
 
   const itemVersion = (i: SyncItem): number => (i.op === 'put' ? i.resource.version : i.version);
   /** What the node lacks among the versions it was not sent live (a resync after a backed-up output). */
-  const lackingFrom = (s: Session, from: number): SyncItem[] => store.pendingFor(s.node).filter((i) => itemVersion(i) >= from);
+  const refOf = (i: SyncItem): CatchUpRef =>
+    i.op === 'put' ? { op: 'put', kind: i.resource.kind, name: i.resource.name, version: i.resource.version } : { op: 'delete', kind: i.kind, name: i.name, version: i.version };
+  const lackingFrom = (s: Session, from: number): CatchUpRef[] => store.pendingFor(s.node).filter((i) => itemVersion(i) >= from).map(refOf);
+  /**
+   * The frame of a catch-up reference, built now: a put is sent as the resource is now (a newer version is
+   * as good; one deleted or no longer targeting the node meanwhile is skipped: its delete goes live).
+   */
+  const refFrame = (s: Session, r: CatchUpRef): Buffer | undefined => {
+    if (r.op === 'delete') return deleteFrame(r.kind, r.name, r.version);
+    const hit = frameCache.get(`p\0${r.kind}\0${r.name}\0${r.version}`);
+    if (hit !== undefined) return hit;
+    const now = store.get(r.kind, r.name);
+    if (now === undefined || !store.targets(now, s.node)) return undefined;
+    return putFrame(now);
+  };
 
   /** Send catch-up frames until the socket's buffer reaches the water mark; resume when it drained. */
   const pumpCatchup = (s: Session): void => {
@@ -454,8 +473,9 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
           return;
         }
         s.stalledSince = 0;
-        ws.send(itemFrame(c.items[c.next]!), SEND_OPTS);
+        const frame = refFrame(s, c.items[c.next]!);
         c.next++;
+        if (frame !== undefined) ws.send(frame, SEND_OPTS);
       }
       // Live changes skipped meanwhile (the output was backed up): take them from the store, then end.
       if (s.behindFrom === 0) break;
@@ -506,7 +526,7 @@ export function createCloudHub(opts: CloudHubOptions): CloudHub {
     // falls in between. A live frame may overtake an older catch-up frame of the same resource: the edge
     // applies a resource only when its version is newer, so the order does not matter.
     const version = store.currentVersion();
-    const items = store.pendingFor(s.node);
+    const items = store.pendingFor(s.node).map(refOf);
     s.state = CATCHING_UP;
     s.catchup = { items, next: 0, version, announce: true };
     log.info({ event: 'hub.session_hello', ...who(s), agent: m.agent, resync: reset, pending: items.length }, 'hub session catching up');

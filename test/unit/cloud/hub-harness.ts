@@ -93,7 +93,12 @@ export class FakeStore implements CloudHubStore {
   }
   get(kind: ResourceKind, name: string): StoredResource | undefined {
     const r = this.resources.get(`${kind}/${name}`);
-    return r !== undefined && !r.deleted ? r : undefined;
+    if (r !== undefined) return r.deleted ? undefined : r;
+    // A resource given only through a fixed `pending` list (the hub reads it again when it sends it).
+    for (const items of this.pending.values()) {
+      for (const i of items) if (i.op === 'put' && i.resource.kind === kind && i.resource.name === name) return i.resource;
+    }
+    return undefined;
   }
   headFor(kind: ResourceKind, name: string, node: string): { version: number; targeted: boolean } | undefined {
     const r = this.get(kind, name);
