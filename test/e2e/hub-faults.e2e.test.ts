@@ -20,7 +20,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall } from '../../src/protocol/index.js';
-import { freePort, runCli, startDaemon, tempDir, type Daemon, type RunResult } from '../helpers/index.js';
+import { eventually, freePort, runCli, startDaemon, tempDir, type Daemon, type RunResult } from '../helpers/index.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 const NODE = 'fault-node';
@@ -86,23 +86,10 @@ async function edgeItems(kind: string): Promise<View[]> {
   return ((await adminCall(edgeAdmin(), 'resource.get', { kind }, 30_000)) as { items: View[] }).items;
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      const hubLogs = (d: Daemon | undefined): string => JSON.stringify((d?.logs ?? []).filter((l) => /hub|cloud_/.test(String(l.event))).slice(-12));
-      throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}\nedge: ${hubLogs(edge)}\ncloud: ${hubLogs(cloud)}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const hubLogs = (d: Daemon | undefined): string => JSON.stringify((d?.logs ?? []).filter((l) => /hub|cloud_/.test(String(l.event))).slice(-12));
+/** Wait (bounded) for `f`; on a timeout the error carries the recent hub logs of both processes. */
+const until = <T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> =>
+  eventually(what, f, { timeoutMs, intervalMs: 250, detail: () => `edge: ${hubLogs(edge)}\ncloud: ${hubLogs(cloud)}` });
 
 const key = (v: View): string => `${v.kind}/${v.name}`;
 

@@ -91,3 +91,14 @@ export function openssl(args: readonly string[], input?: string | Buffer, opts: 
     child.stdin?.end(input);
   });
 }
+
+/** Run the project's build (`scripts/build.mjs`): tests that start `bin/edgeward.js` need an up-to-date dist/. */
+export function buildProject(): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    c.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    c.once('close', (code) => resolve({ code, out }));
+  });
+}

@@ -38,7 +38,7 @@ import {
 } from '../../src/protocol/index.js';
 import { adminCall, decodeCloudToEdge } from '../../src/protocol/index.js';
 import { hostStateFiles } from '../../src/cli/host/index.js';
-import { runCli, startDaemon, tempDir } from '../helpers/index.js';
+import { eventually, runCli, startDaemon, tempDir } from '../helpers/index.js';
 
 const td = TrustDomain.parse('example.org');
 const HOUR = 3_600_000;
@@ -58,15 +58,7 @@ const logger = {
   error: (o: Record<string, unknown>, msg: string) => void logs.push({ ...o, level: 'error', msg }),
 };
 
-async function until<T>(fn: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = <T>(fn: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> => eventually(what, fn, { timeoutMs });
 
 /** Wait for a log line (from `from` on) matching `pred`. */
 function waitForLog(pred: (l: LogLine) => boolean, from = 0): Promise<LogLine> {

@@ -12,12 +12,11 @@
  * (EDGEWARD_SECRETS_KEY_FILE), never under $HOME. Only PIDs started here are stopped. No timing asserts:
  * waits are for outcomes, with generous limits (the edge reconnects with backoff of up to 60 s).
  */
-import { spawn } from 'node:child_process';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, AdminRemoteError } from '../../src/protocol/index.js';
-import { freePort, REPO_ROOT, runCli, startDaemon, tempDir, type Daemon } from '../helpers/index.js';
+import { buildProject, eventually as poll, freePort, runCli, startDaemon, tempDir, type Daemon } from '../helpers/index.js';
 
 const TD = 'edgeward.local';
 const NODE = 'hub-1';
@@ -53,20 +52,7 @@ async function get(sock: string, kind: string, name?: string): Promise<View[]> {
   return r.items;
 }
 
-async function eventually<T>(what: string, f: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const eventually = <T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> => poll(what, f, { timeoutMs, intervalMs: 200 });
 
 function startCloud(): Daemon {
   return startDaemon(['cloud', 'start', '--data-dir', cloudDir, '--listen', listen], { env: { EDGEWARD_LOG_LEVEL: 'info' } });
@@ -82,13 +68,7 @@ const configMap = { apiVersion: 'edgeward.io/v1', kind: 'ConfigMap', metadata: {
 const secret = { apiVersion: 'edgeward.io/v1', kind: 'Secret', metadata: { name: 'db-password', nodes: ['*'] }, stringData: { password: SECRET_TEXT } };
 
 beforeAll(async () => {
-  const build = await new Promise<{ code: number | null; out: string }>((resolve) => {
-    const c = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    c.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    c.once('close', (code) => resolve({ code, out }));
-  });
+  const build = await buildProject();
   expect(build.code, build.out).toBe(0);
   cloudDir = await tempDir('edgeward-hub-cloud-');
   edgeDir = await tempDir('edgeward-hub-edge-');

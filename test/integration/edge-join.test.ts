@@ -8,7 +8,6 @@
  *
  * Everything listens on 127.0.0.1 port 0 / Unix sockets in temp dirs; only PIDs started here are stopped.
  */
-import { spawn } from 'node:child_process';
 import { lstat, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +20,7 @@ import {
   validateX509Svid,
 } from '../../src/identity/index.js';
 import { adminCall } from '../../src/protocol/index.js';
-import { openssl, REPO_ROOT, runCli, startDaemon, tempDir, type Daemon, type RunResult } from '../helpers/index.js';
+import { buildProject, openssl, runCli, startDaemon, tempDir, type Daemon, type RunResult } from '../helpers/index.js';
 
 const TD = 'edgeward.local';
 const myUid = process.getuid?.() ?? 0;
@@ -53,13 +52,7 @@ async function startEdge(dataDir: string): Promise<{ d: Daemon; endpoint: string
 }
 
 beforeAll(async () => {
-  const build = await new Promise<{ code: number | null; out: string }>((resolve) => {
-    const c = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    c.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    c.once('close', (code) => resolve({ code, out }));
-  });
+  const build = await buildProject();
   expect(build.code, build.out).toBe(0);
   cloudDir = await tempDir('edgeward-join-cloud-');
   edgeDir = await tempDir('edgeward-join-edge-');

@@ -17,6 +17,7 @@ import { createEdgeHub, openEdgeHubStore, type EdgeHub, type EdgeHubStore } from
 import { realTimers } from '../../src/edge/svid/timers.js';
 import { BundleSet, CaManager, generateP256, ManualClock, MemoryKeyStore, SpiffeId, TrustDomain, type IdentitySource, type SvidWithKey } from '../../src/identity/index.js';
 import { parseResourceDocument } from '../../src/protocol/index.js';
+import { eventually } from '../helpers/wait.js';
 
 export const TD = TrustDomain.parse('rev.example');
 const HOUR = 3_600_000;
@@ -27,15 +28,7 @@ const logger = (logs: Log) => {
   return { debug: f, info: f, warn: f, error: f };
 };
 
-export async function until<T>(fn: () => T | undefined | false, what: string, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export const until = <T>(fn: () => T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> => eventually(what, fn, { timeoutMs });
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function cm(name: string, nodes: string[], v = 'x') {

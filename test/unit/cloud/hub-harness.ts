@@ -11,6 +11,7 @@ import { createCloudHub, type CloudHub, type CloudHubLimits, type CloudHubStore,
 import type { AckItemInput, ResourceChange, StoredResource, SyncItem } from '../../../src/cloud/index.js';
 import { ManualClock } from '../../../src/identity/index.js';
 import { decodeCloudToEdgeHub, type CloudToEdgeHubMessage, type ResourceKind, type StatusEntry } from '../../../src/protocol/index.js';
+import { eventually } from '../../helpers/wait.js';
 
 export const HOUR = 3_600_000;
 
@@ -19,15 +20,7 @@ export interface LogLine extends Record<string, unknown> {
   msg: string;
 }
 
-export async function until<T>(fn: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+export const until = <T>(fn: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> => eventually(what, fn, { timeoutMs, intervalMs: 5 });
 
 /** The ResourceStore port in memory, recording the hub's calls. */
 export class FakeStore implements CloudHubStore {
