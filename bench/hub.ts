@@ -36,20 +36,18 @@
  * rounds (so that the per-session objects of the two can be compared). BENCH_HUB_CPU_PROF=DIR runs the cloud
  * with `--cpu-prof --cpu-prof-dir DIR` (the profile is written at its exit).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { bundleToJson, CaManager, derToPem, generateP256, MemoryKeyStore, SpiffeId, TrustDomain } from '../src/identity/index.js';
 import { adminCall, encodeHubMessage, HUB_PING_INTERVAL_MS, HUB_PROTOCOL_VERSION } from '../src/protocol/index.js';
 import type { NodesStats, NodesToParent, ParentToNodes } from './hub-nodes.js';
 import type { BareToParent, ParentToBare } from './hub-bare.js';
+import { cpuMs, pinnedSpawn, PIN, ROOT, startBenchCloud, stopBenchCloud, type BenchCloud } from './cloud-process.js';
 
 /** dist/bench/hub.js -> repository root. */
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = join(ROOT, 'bin', 'edgeward.js');
 const NODES_SCRIPT = join(ROOT, 'dist', 'bench', 'hub-nodes.js');
 const BARE_SCRIPT = join(ROOT, 'dist', 'bench', 'hub-bare.js');
 const CHILD_ENV = 'EDGEWARD_BENCH_HUB_CHILD';
@@ -99,20 +97,6 @@ function median(xs: readonly number[]): number {
 // ---------------------------------------------------------------------------------------------------
 // /proc.
 
-function clkTck(): number {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout?.trim());
-  return Number.isInteger(n) && n > 0 ? n : 100;
-}
-const CLK_TCK = clkTck();
-
-/** utime + stime of `pid` in ms (/proc/PID/stat fields 14 and 15). */
-function cpuMs(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK;
-}
-
 function memKiB(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const get = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)\\s+kB`, 'm').exec(s)?.[1] ?? NaN);
@@ -153,17 +137,7 @@ async function settledRss(pid: number, minMs: number, maxMs = 30_000): Promise<{
 // ---------------------------------------------------------------------------------------------------
 // Children.
 
-function tasksetWorks(cpu: number): boolean {
-  return spawnSync('taskset', ['-c', String(cpu), 'true'], { stdio: 'ignore' }).status === 0;
-}
-const PIN = cpus().length >= 2 && tasksetWorks(1);
 const PINNING = PIN ? 'cloud and bare server pinned to CPU 1 (taskset -c 1)' : `unpinned (${cpus().length} CPU(s); taskset -c 1 needs >= 2 CPUs and a working taskset)`;
-
-/** `node ARGS` on CPU 1 when possible (taskset execs node: the child's PID is node's). */
-function pinnedSpawn(nodeArgs: string[], opts: Parameters<typeof spawn>[2]): ChildProcess {
-  const [cmd, args] = PIN ? ['taskset', ['-c', '1', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
-  return spawn(cmd, args, opts);
-}
 
 /** An IPC child: typed messages, waited for by kind. */
 class Ipc<In extends { kind: string }, Out> {
@@ -236,76 +210,24 @@ class Ipc<In extends { kind: string }, Out> {
   }
 }
 
-interface Cloud {
-  child: ChildProcess;
-  pid: number;
-  address: string;
-  digest: string;
-  adminSocket: string;
-  warnLines: () => string[];
-  log: () => string;
-}
+type Cloud = BenchCloud;
 
-/** The cloud process (as bench/join.ts starts it; plus the heap snapshot option). */
+/** The cloud process (bench/cloud-process.ts), with the hub bench's limits and its profiling options. */
 function startCloud(dir: string, snapshotDir: string | undefined): Promise<Cloud> {
-  const dataDir = join(dir, 'cloud');
-  const configFile = join(dir, 'cloud.yaml');
-  // Every simulated node comes from 127.0.0.1: the per-source attestation limiter must allow them all.
-  writeFileSync(
-    configFile,
-    [`trustDomain: ${TD}`, 'rateLimit: { attestBurst: 100000, attestPerSecond: 100000, maxSources: 10000 }', 'server: { maxConnections: 100000 }', 'hub: { maxSessions: 50000 }', ''].join('\n'),
-  );
-  const cloudArgs = [BIN, 'cloud', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--config', configFile];
   const prof = process.env['BENCH_HUB_CPU_PROF'];
-  const nodeArgs = [
-    ...(prof === undefined || prof === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', prof]),
-    ...(snapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', '--diagnostic-dir', snapshotDir]),
-    ...cloudArgs,
-  ];
-  const child = pinnedSpawn(nodeArgs, { cwd: ROOT, env: { ...process.env, EDGEWARD_DEBUG: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const warns: string[] = [];
-  let errBuf = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    log = (log + s).slice(-16_000);
-    errBuf += s;
-    let i;
-    while ((i = errBuf.indexOf('\n')) >= 0) {
-      const l = errBuf.slice(0, i);
-      errBuf = errBuf.slice(i + 1);
-      if (/"level":\s*(4|5|6)0\b/.test(l) && warns.length < 1000) warns.push(l.slice(0, 400));
-    }
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`cloud not ready: ${log}`)), 30_000);
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const a = /^EDGEWARD_CLOUD=(\S+)$/m.exec(out);
-      const d = /^EDGEWARD_BUNDLE_DIGEST=(\S+)$/m.exec(out);
-      if (a !== null && d !== null && child.pid !== undefined) {
-        clearTimeout(timer);
-        resolve({ child, pid: child.pid, address: a[1]!, digest: d[1]!, adminSocket: join(dataDir, 'admin', 'admin.sock'), warnLines: () => warns, log: () => log });
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`cloud exited (${String(code ?? signal)}): ${log}`));
-    });
+  return startBenchCloud({
+    dir,
+    // Every simulated node comes from 127.0.0.1: the per-source attestation limiter must allow them all.
+    config: [`trustDomain: ${TD}`, 'rateLimit: { attestBurst: 100000, attestPerSecond: 100000, maxSources: 10000 }', 'server: { maxConnections: 100000 }', 'hub: { maxSessions: 50000 }'],
+    nodeOptions: [
+      ...(prof === undefined || prof === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', prof]),
+      ...(snapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', '--diagnostic-dir', snapshotDir]),
+    ],
   });
 }
 
 /** SIGTERM the cloud (its PID only), SIGKILL after 15 s. */
-async function stopCloud(c: Cloud): Promise<void> {
-  if (c.child.exitCode !== null || c.child.signalCode !== null) return;
-  const gone = new Promise<void>((resolve) => c.child.once('exit', () => resolve()));
-  process.kill(c.pid, 'SIGTERM');
-  const t = setTimeout(() => {
-    if (c.child.exitCode === null && c.child.signalCode === null) process.kill(c.pid, 'SIGKILL');
-  }, 15_000);
-  await gone;
-  clearTimeout(t);
-}
+const stopCloud = (c: Cloud): Promise<void> => stopBenchCloud(c, 15_000);
 
 /** SIGUSR2 to a process started with `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir DIR`; waits for the file. */
 async function heapSnapshot(pid: number, dir: string): Promise<string> {

@@ -32,13 +32,11 @@
  *
  * BENCH_JOIN_CPU_PROF=DIR runs the cloud with `--cpu-prof --cpu-prof-dir DIR` (profile written at its exit).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import {
   buildCsr,
   CaManager,
@@ -54,10 +52,9 @@ import { adminCall, NODE_API_VERSION, type CloudToEdgeMessage } from '../src/pro
 import { CloudClient, parseCloudAddress, type CloudAddress } from '../src/edge/cloud-client/index.js';
 import { attestNode, checkNodeSvid } from '../src/edge/join/index.js';
 import { measure } from './harness.js';
+import { CLK_TCK, cpuMs, startBenchCloud, stopBenchCloud, type BenchCloud } from './cloud-process.js';
 
 /** dist/bench/join.js -> repository root. */
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = join(ROOT, 'bin', 'edgeward.js');
 
 const TD = 'bench.example';
 const NODES = 500;
@@ -112,110 +109,24 @@ function valueLine(name: string, value: number, unit: string, base?: { value: nu
 // ---------------------------------------------------------------------------------------------------
 // The cloud process.
 
-interface Cloud {
-  child: ChildProcess;
-  pid: number;
+interface Cloud extends Omit<BenchCloud, 'address'> {
   address: CloudAddress;
-  digest: string;
-  adminSocket: string;
-  pinning: string;
-  warnLines: () => string[];
-  log: () => string;
 }
 
-function tasksetWorks(cpu: number): boolean {
-  return spawnSync('taskset', ['-c', String(cpu), 'true'], { stdio: 'ignore' }).status === 0;
-}
-
-function startCloud(dir: string): Promise<Cloud> {
-  const dataDir = join(dir, 'cloud');
-  const configFile = join(dir, 'cloud.yaml');
-  // Every simulated node comes from 127.0.0.1: the per-source attestation limiter must allow them all.
-  writeFileSync(
-    configFile,
-    [
-      `trustDomain: ${TD}`,
-      'rateLimit: { attestBurst: 100000, attestPerSecond: 100000, maxSources: 10000 }',
-      'server: { maxConnections: 100000 }',
-      '',
-    ].join('\n'),
-  );
-  const cloudArgs = [BIN, 'cloud', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--config', configFile];
+/** The cloud process (bench/cloud-process.ts) with a config that lets every simulated node join. */
+async function startCloud(dir: string): Promise<Cloud> {
   const prof = process.env['BENCH_JOIN_CPU_PROF'];
-  const nodeArgs = prof === undefined || prof === '' ? cloudArgs : ['--cpu-prof', '--cpu-prof-dir', prof, ...cloudArgs];
-  const pin = cpus().length >= 2 && tasksetWorks(1);
-  const [cmd, args] = pin ? ['taskset', ['-c', '1', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
-  const pinning = pin ? 'cloud pinned to CPU 1 (taskset -c 1)' : `cloud unpinned (${cpus().length} CPU(s); taskset -c 1 needs >= 2 CPUs and a working taskset)`;
-  // taskset execs node: the child's PID is the cloud's PID.
-  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, EDGEWARD_DEBUG: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const warns: string[] = [];
-  let errBuf = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    log = (log + s).slice(-16_000);
-    errBuf += s;
-    let i;
-    while ((i = errBuf.indexOf('\n')) >= 0) {
-      const line = errBuf.slice(0, i);
-      errBuf = errBuf.slice(i + 1);
-      // pino levels: 40 warn, 50 error.
-      if (/"level":\s*(4|5|6)0\b/.test(line) && warns.length < 1000) warns.push(line.slice(0, 300));
-    }
+  const c = await startBenchCloud({
+    dir,
+    // Every simulated node comes from 127.0.0.1: the per-source attestation limiter must allow them all.
+    config: [`trustDomain: ${TD}`, 'rateLimit: { attestBurst: 100000, attestPerSecond: 100000, maxSources: 10000 }', 'server: { maxConnections: 100000 }'],
+    nodeOptions: prof === undefined || prof === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', prof],
   });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`cloud not ready: ${log}`)), 30_000);
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const a = /^EDGEWARD_CLOUD=(\S+)$/m.exec(out);
-      const d = /^EDGEWARD_BUNDLE_DIGEST=(\S+)$/m.exec(out);
-      if (a !== null && d !== null && child.pid !== undefined) {
-        clearTimeout(timer);
-        resolve({
-          child,
-          pid: child.pid,
-          address: parseCloudAddress(a[1]!),
-          digest: d[1]!,
-          adminSocket: join(dataDir, 'admin', 'admin.sock'),
-          pinning,
-          warnLines: () => warns,
-          log: () => log,
-        });
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`cloud exited (${String(code ?? signal)}): ${log}`));
-    });
-  });
+  return { ...c, address: parseCloudAddress(c.address) };
 }
 
 /** SIGTERM the cloud (its PID only), SIGKILL after 10 s (a --cpu-prof profile is written at a clean exit). */
-async function stopCloud(c: Cloud): Promise<void> {
-  if (c.child.exitCode !== null || c.child.signalCode !== null) return;
-  const gone = new Promise<void>((resolve) => c.child.once('exit', () => resolve()));
-  process.kill(c.pid, 'SIGTERM');
-  const t = setTimeout(() => {
-    if (c.child.exitCode === null && c.child.signalCode === null) process.kill(c.pid, 'SIGKILL');
-  }, 10_000);
-  await gone;
-  clearTimeout(t);
-}
-
-function clkTck(): number {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout?.trim());
-  return Number.isInteger(n) && n > 0 ? n : 100;
-}
-const CLK_TCK = clkTck();
-
-/** utime + stime of `pid` in ms (/proc/PID/stat fields 14 and 15). */
-function cpuMs(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // rest[0] is field 3 (state): utime = field 14 = rest[11], stime = field 15 = rest[12].
-  return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK;
-}
+const stopCloud = (c: Cloud): Promise<void> => stopBenchCloud(c, 10_000);
 
 /** Busy CPU time of the whole machine in ms (/proc/stat: everything but idle and iowait). */
 function machineBusyMs(): number {
