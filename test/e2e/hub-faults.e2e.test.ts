@@ -88,20 +88,34 @@ async function edgeItems(kind: string): Promise<View[]> {
 
 const hubLogs = (d: Daemon | undefined): string => JSON.stringify((d?.logs ?? []).filter((l) => /hub|cloud_/.test(String(l.event))).slice(-12));
 /** Wait (bounded) for `f`; on a timeout the error carries the recent hub logs of both processes. */
-const until = <T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> =>
+/**
+ * Long enough for an edge whose reconnect attempts failed for a while (the link was refused, the cloud was
+ * down): its full-jitter backoff may wait up to the 60 s cap before the next attempt.
+ */
+const WAIT_MS = 150_000;
+const until = <T>(what: string, f: () => Promise<T | undefined>, timeoutMs = WAIT_MS): Promise<T> =>
   eventually(what, f, { timeoutMs, intervalMs: 250, detail: () => `edge: ${hubLogs(edge)}\ncloud: ${hubLogs(cloud)}` });
 
 const key = (v: View): string => `${v.kind}/${v.name}`;
 
 let lastAckCount = 0;
-/** How many objects `prefix-*` the node acknowledged at a version written by the stream (the cloud's view). */
-function acksOfStream(prefix: string): number {
+/**
+ * How many objects `prefix-*` the node acknowledged at a version written after `after` (by the stream),
+ * from the cloud's view (whether or not that version is still the current one: the stream outpaces acks).
+ * The count comes from the previous call's query (the query runs in the background).
+ */
+function acksOfStream(prefix: string, after: number): number {
   void cloudItems('ConfigMap')
     .then((items) => {
-      lastAckCount = items.filter((v) => v.name.startsWith(`${prefix}-`) && /^r\d+$/.test(String((v.data['data'] as { value?: unknown }).value)) && (v.acks ?? []).some((a) => a.node === NODE && a.current)).length;
+      lastAckCount = items.filter((v) => v.name.startsWith(`${prefix}-`) && (v.acks ?? []).some((a) => a.node === NODE && a.version > after)).length;
     })
     .catch(() => undefined);
   return lastAckCount;
+}
+
+/** The highest version of the objects `prefix-*` now. */
+async function highestVersion(prefix: string): Promise<number> {
+  return Math.max(0, ...(await cloudItems('ConfigMap')).filter((v) => v.name.startsWith(`${prefix}-`)).map((v) => v.version));
 }
 
 /**
@@ -193,7 +207,7 @@ describe('hub sync under faults', () => {
     for (let i = 0; i < 15; i++) expect(names.has(`offline-${i}`)).toBe(false);
     for (let i = 15; i < 50; i++) expect(edgeList.find((v) => v.name === `offline-${i}`)?.data).toEqual({ data: { value: 'v20' } });
     expect(count).toBe(35);
-  }, 240_000);
+  }, 400_000);
 
   it('a stalled link is found dead by heartbeat on both sides, and sync resumes after it', async () => {
     const before = cloud!.logs.length;
@@ -212,21 +226,23 @@ describe('hub sync under faults', () => {
     proxy.refuse(true);
     proxy.cut();
     await apply(Array.from({ length: 300 }, (_, i) => configMap(`crash-cloud-${i}`, 'a')));
+    const before = await highestVersion('crash-cloud');
     proxy.refuse(false);
     const s = stream('crash-cloud', 300);
-    // Kill the cloud once the node has acknowledged some, but not all, of the stream's updates.
-    await until('the first acknowledgements of the stream', async () => (acksOfStream('crash-cloud') > 0 ? true : undefined), 60_000);
+    // Kill the cloud once the node has acknowledged some of the stream's updates (more keep coming).
+    await until('the first acknowledgements of the stream', async () => (acksOfStream('crash-cloud', before) > 0 ? true : undefined));
     await cloud!.stop('SIGKILL');
     await s.stop();
     console.log(`kill -9 of the cloud during round ${s.round()} of a stream of updates over 300 objects`);
     cloud = await startCloud();
     await converged();
-  }, 240_000);
+  }, 400_000);
 
   it('kill -9 of the edge in the middle of a write', async () => {
     await apply(Array.from({ length: 300 }, (_, i) => configMap(`crash-edge-${i}`, 'b')));
+    const before = await highestVersion('crash-edge');
     const s = stream('crash-edge', 300);
-    await until('the first acknowledgements of the stream', async () => (acksOfStream('crash-edge') > 0 ? true : undefined), 60_000);
+    await until('the first acknowledgements of the stream', async () => (acksOfStream('crash-edge', before) > 0 ? true : undefined));
     // The edge is storing the stream's updates as they arrive: kill it there.
     await edge!.stop('SIGKILL');
     await new Promise((r) => setTimeout(r, 500));
@@ -239,7 +255,7 @@ describe('hub sync under faults', () => {
     // converged() compared every object's version and data with the cloud's; all 300 are there, once.
     expect(edgeList.filter((v) => v.name.startsWith('crash-edge-'))).toHaveLength(300);
     expect(edgeList.filter((v) => v.name.startsWith('crash-edge-')).every((v) => /^"?r\d+/.test(String((v.data['data'] as { value?: string }).value)))).toBe(true);
-  }, 240_000);
+  }, 400_000);
 
   it('status produced on the edge while the cloud is down reaches the cloud later, also across an edge restart', async () => {
     await cloud!.stop('SIGKILL');
@@ -267,7 +283,7 @@ describe('hub sync under faults', () => {
       return true;
     });
     await converged();
-  }, 240_000);
+  }, 400_000);
 
   it('neither process crashed along the way', () => {
     expect(cloud!.child.exitCode).toBeNull();
