@@ -65,3 +65,54 @@ export function report(title: string, rows: Row[]): void {
   }
   console.log(JSON.stringify({ bench: title, rows: rows.map((r) => ({ ...r, ratio: r.value / r.baseline })) }));
 }
+
+/** An operation's error as one line of text: `CODE: message` (or `Name: message`). */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e);
+}
+
+/** Errors as `COUNT (Nx first kind; ...)`, at most three kinds (each cut to 160 characters), or `0`. */
+export function errorSummary(errors: readonly string[]): string {
+  if (errors.length === 0) return '0';
+  const counts = new Map<string, number>();
+  for (const e of errors) counts.set(e.slice(0, 160), (counts.get(e.slice(0, 160)) ?? 0) + 1);
+  return `${errors.length} (${[...counts].slice(0, 3).map(([e, c]) => `${c}x ${e}`).join('; ')})`;
+}
+
+export interface PoolResult<T> {
+  /** Latency (ms) of each operation that succeeded, in completion order. */
+  ms: number[];
+  /** The values of the operations that succeeded, in completion order. */
+  ok: T[];
+  /** `errorText` of each operation that failed. */
+  errors: string[];
+  wallMs: number;
+}
+
+/**
+ * Closed loop: `n` operations `fn(0..n-1)`, `inFlight` at a time (each worker takes the next operation when
+ * its own completes); latency per operation. A failed operation is counted, never thrown.
+ */
+export async function pool<T>(n: number, inFlight: number, fn: (i: number) => Promise<T>): Promise<PoolResult<T>> {
+  const ms: number[] = [];
+  const ok: T[] = [];
+  const errors: string[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const i = next++;
+      if (i >= n) return;
+      const s = performance.now();
+      try {
+        const v = await fn(i);
+        ms.push(performance.now() - s);
+        ok.push(v);
+      } catch (e) {
+        errors.push(errorText(e));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, n) }, worker));
+  return { ms, ok, errors, wallMs: performance.now() - t0 };
+}

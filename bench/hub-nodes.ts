@@ -44,6 +44,7 @@ import {
 import { CloudClient, parseCloudAddress, type CloudAddress } from '../src/edge/cloud-client/index.js';
 import { checkCloudServer, peerChain } from '../src/edge/cloud-client/index.js';
 import { attestNode } from '../src/edge/join/index.js';
+import { errorText, pool } from './harness.js';
 
 /** The environment variable bench/hub.ts sets for its children (`nodes` here, `bare` for hub-bare.ts). */
 export const HUB_BENCH_CHILD_ENV = 'EDGEWARD_BENCH_HUB_CHILD';
@@ -109,29 +110,7 @@ function percentiles(xs: number[]): { p50: number; p99: number; max: number } {
   return { p50: at(50), p99: at(99), max: s[s.length - 1] ?? NaN };
 }
 
-const errText = (e: unknown): string => (e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e)).slice(0, 200);
-
-/** `n` operations, `inFlight` at a time; per-operation latency. */
-async function pool(n: number, inFlight: number, fn: (i: number) => Promise<void>): Promise<{ ms: number[]; errors: string[] }> {
-  const ms: number[] = [];
-  const errors: string[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const i = next++;
-      if (i >= n) return;
-      const t = performance.now();
-      try {
-        await fn(i);
-        ms.push(performance.now() - t);
-      } catch (e) {
-        errors.push(errText(e));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(inFlight, n)) }, worker));
-  return { ms, errors };
-}
+const errText = (e: unknown): string => errorText(e).slice(0, 200);
 
 /**
  * What the node presents and trusts (as src/edge/cloud-client's mtlsMaterial): only the leaf when an
@@ -191,7 +170,7 @@ async function join(m: Extract<ParentToNodes, { kind: 'join' }>): Promise<void> 
       client.close();
     }
   });
-  send({ kind: 'joined', ok: joined.length, errors: r.errors.slice(0, 20), ms: performance.now() - t0, msPerJoin: percentiles(r.ms) });
+  send({ kind: 'joined', ok: joined.length, errors: r.errors.slice(0, 20).map((e) => e.slice(0, 200)), ms: performance.now() - t0, msPerJoin: percentiles(r.ms) });
 }
 
 /** One session; resolves when it is usable (cloud: `synced` received; bare: open). */
@@ -334,7 +313,7 @@ async function connect(m: Extract<ParentToNodes, { kind: 'connect' }>): Promise<
   stats = freshStats();
   const t0 = performance.now();
   const r = await pool(joined.length, m.inFlight, (i) => openSession(joined[i]!, address, m.target, td, bundle));
-  send({ kind: 'connected', open: stats.open, errors: r.errors.slice(0, 20), ms: performance.now() - t0, msPerSession: percentiles(r.ms) });
+  send({ kind: 'connected', open: stats.open, errors: r.errors.slice(0, 20).map((e) => e.slice(0, 200)), ms: performance.now() - t0, msPerSession: percentiles(r.ms) });
 }
 
 async function disconnect(): Promise<void> {

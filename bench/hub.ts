@@ -46,6 +46,7 @@ import { adminCall, encodeHubMessage, HUB_PING_INTERVAL_MS, HUB_PROTOCOL_VERSION
 import type { NodesStats, NodesToParent, ParentToNodes } from './hub-nodes.js';
 import type { BareToParent, ParentToBare } from './hub-bare.js';
 import { cpuMs, pinnedSpawn, PIN, ROOT, startBenchCloud, stopBenchCloud, type BenchCloud } from './cloud-process.js';
+import { errorSummary, pool } from './harness.js';
 
 /** dist/bench/hub.js -> repository root. */
 const NODES_SCRIPT = join(ROOT, 'dist', 'bench', 'hub-nodes.js');
@@ -247,31 +248,6 @@ async function heapSnapshot(pid: number, dir: string): Promise<string> {
   return file === undefined ? 'no heap snapshot written' : `${join(dir, file)} (${f2(size / 1048576)} MiB)`;
 }
 
-async function pool(n: number, inFlight: number, fn: (i: number) => Promise<void>): Promise<string[]> {
-  const errors: string[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const i = next++;
-      if (i >= n) return;
-      try {
-        await fn(i);
-      } catch (e) {
-        errors.push(e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(inFlight, n) }, worker));
-  return errors;
-}
-
-function errorSummary(errors: readonly string[]): string {
-  if (errors.length === 0) return '0';
-  const counts = new Map<string, number>();
-  for (const e of errors) counts.set(e.slice(0, 160), (counts.get(e.slice(0, 160)) ?? 0) + 1);
-  return `${errors.length} (${[...counts].slice(0, 3).map(([e, c]) => `${c}x ${e}`).join('; ')})`;
-}
-
 /** The ConfigMap of round `marker` (a small, typical config). */
 function fanoutData(marker: string): Record<string, string> {
   return { round: marker, LOG_LEVEL: 'info', FEATURE_FLAGS: 'a,b,c', ENDPOINT: 'https://telemetry.example.org/v1/ingest', RETRY: '5' };
@@ -342,12 +318,12 @@ async function main(): Promise<void> {
     // ---- setup: tokens, then joins (in the nodes process)
     const tTok = performance.now();
     const tokens: string[] = new Array<string>(N);
-    const tokErrors = await pool(N, TOKEN_IN_FLIGHT, async (i) => {
+    const tok = await pool(N, TOKEN_IN_FLIGHT, async (i) => {
       const t = (await adminCall(c.adminSocket, 'token.create', { node: nodeName(i), ttlMs: 6 * 3_600_000 })) as { token: string };
       tokens[i] = t.token;
     });
     const tokensMs = performance.now() - tTok;
-    if (tokErrors.length > 0) throw new Error(`token.create failed: ${errorSummary(tokErrors)}`);
+    if (tok.errors.length > 0) throw new Error(`token.create failed: ${errorSummary(tok.errors)}`);
     const joinCpu0 = cpuMs(c.pid);
     // The bare server's CA and certificate (an X509-SVID for spiffe://TD/edgeward/cloud of its own CA), made
     // now so that each node's TLS context, built once at join, trusts its root too.

@@ -51,7 +51,7 @@ import {
 import { adminCall, NODE_API_VERSION, type CloudToEdgeMessage } from '../src/protocol/index.js';
 import { CloudClient, parseCloudAddress, type CloudAddress } from '../src/edge/cloud-client/index.js';
 import { attestNode, checkNodeSvid } from '../src/edge/join/index.js';
-import { measure } from './harness.js';
+import { errorSummary, errorText, measure, pool, type PoolResult } from './harness.js';
 import { CLK_TCK, cpuMs, startBenchCloud, stopBenchCloud, type BenchCloud } from './cloud-process.js';
 
 /** dist/bench/join.js -> repository root. */
@@ -253,11 +253,7 @@ function bareGet(address: CloudAddress): Promise<void> {
   });
 }
 
-interface RunResult<T> {
-  ms: number[];
-  ok: T[];
-  errors: string[];
-  wallMs: number;
+interface RunResult<T> extends PoolResult<T> {
   maxStartLagMs: number;
 }
 
@@ -284,37 +280,13 @@ async function openLoop<T>(n: number, intervalMs: number, fn: (i: number) => Pro
         },
         (e: unknown) => {
           lastEnd = performance.now();
-          errors.push(e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
+          errors.push(errorText(e));
         },
       ),
     );
   }
   await Promise.all(all);
   return { ms, ok, errors, wallMs: lastEnd - t0, maxStartLagMs: maxLag };
-}
-
-/** Closed loop: `inFlight` workers take the next operation when theirs completes; latency per operation. */
-async function pool<T>(n: number, inFlight: number, fn: (i: number) => Promise<T>): Promise<RunResult<T>> {
-  const ms: number[] = [];
-  const ok: T[] = [];
-  const errors: string[] = [];
-  let next = 0;
-  const t0 = performance.now();
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      const i = next++;
-      if (i >= n) return;
-      const s = performance.now();
-      try {
-        ok.push(await fn(i));
-        ms.push(performance.now() - s);
-      } catch (e) {
-        errors.push(e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(inFlight, n) }, worker));
-  return { ms, ok, errors, wallMs: performance.now() - t0, maxStartLagMs: 0 };
 }
 
 /**
@@ -334,13 +306,6 @@ async function withCpu<T>(pid: number, fn: () => Promise<T>): Promise<{ value: T
 }
 
 const otherLoad = (x: { otherCpuMs: number; wallMs: number }): string => `${((100 * x.otherCpuMs) / x.wallMs).toFixed(0)}% of one CPU`;
-
-function errorSummary(errors: readonly string[]): string {
-  if (errors.length === 0) return '0';
-  const counts = new Map<string, number>();
-  for (const e of errors) counts.set(e.slice(0, 160), (counts.get(e.slice(0, 160)) ?? 0) + 1);
-  return `${errors.length} (${[...counts].slice(0, 3).map(([e, c]) => `${c}x ${e}`).join('; ')})`;
-}
 
 // ---------------------------------------------------------------------------------------------------
 
