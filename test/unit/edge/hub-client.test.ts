@@ -39,37 +39,12 @@ import {
   type LocalResource,
 } from '../../../src/edge/hub/index.js';
 import type { Timers } from '../../../src/edge/index.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 const TD = TrustDomain.parse('hub.example');
 const HOUR = 3_600_000;
 const NODE_ID = SpiffeId.parse('spiffe://hub.example/edgeward/node/n1');
 const CLOUD_ID = SpiffeId.parse('spiffe://hub.example/edgeward/cloud');
-
-class FakeTimers implements Timers {
-  #next = 1;
-  readonly pending = new Map<number, { at: number; fn: () => void }>();
-  constructor(private readonly clock: ManualClock) {}
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.pending.set(id, { at: this.clock.now() + Math.max(0, ms), fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.pending.delete(h as number);
-  }
-  /** Run every timer due up to now + ms, in order, moving the clock. */
-  advance(ms: number): void {
-    const end = this.clock.now() + ms;
-    for (;;) {
-      const due = [...this.pending].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (due === undefined) break;
-      this.pending.delete(due[0]);
-      if (due[1].at > this.clock.now()) this.clock.set(due[1].at);
-      due[1].fn();
-    }
-    this.clock.set(end);
-  }
-}
 
 /** In-memory edge store with the store's semantics: newer versions win, tombstones kept, every item acked. */
 class FakeStore implements HubStorePort {

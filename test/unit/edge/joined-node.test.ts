@@ -32,6 +32,7 @@ import { decodeEdgeToCloud, encodeNodeApiMessage, type CloudToEdgeMessage, type 
 import { hostStateFiles } from '../../../src/cli/host/index.js';
 import { tempDir } from '../../helpers/index.js';
 import { readNodeState, writeNodeState } from '../../../src/edge/index.js';
+import { FakeTimers } from '../../helpers/fake-timers.js';
 
 function joinCode(f: () => unknown): string {
   try {
@@ -76,33 +77,6 @@ describe('backoffDelay (full jitter, capped)', () => {
     expect(backoffDelay(5, () => 0)).toBe(0);
   });
 });
-
-/** Timers driven by the ManualClock: `advance` fires everything due, in order. */
-class FakeTimers implements Timers {
-  #next = 1;
-  readonly pending = new Map<number, { at: number; fn: () => void }>();
-  constructor(private readonly clock: ManualClock) {}
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.pending.set(id, { at: this.clock.now() + Math.max(0, ms), fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.pending.delete(h as number);
-  }
-  nextAt(): number | undefined {
-    return Math.min(...[...this.pending.values()].map((t) => t.at));
-  }
-  /** Move the clock to the next timer and run it. */
-  async fireNext(): Promise<void> {
-    const [id, t] = [...this.pending].sort((a, b) => a[1].at - b[1].at)[0]!;
-    this.pending.delete(id);
-    if (t.at > this.clock.now()) this.clock.set(t.at);
-    t.fn();
-    for (let i = 0; i < 20; i++) await Promise.resolve();
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 const TD = TrustDomain.parse('example.org');
 const HOUR = 3_600_000;
