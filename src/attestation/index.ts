@@ -80,6 +80,22 @@ export {
   nodeNameFromSpiffeId,
   type NodeNameErrorCode,
 } from './node/node-name.js';
+// ---- Devices (issue #6): device names `NAMESPACE/NAME` and device SPIFFE IDs.
+export {
+  DeviceNameError,
+  DEVICE_NAME_ERROR_CODES,
+  DEFAULT_DEVICE_NAMESPACE,
+  DEVICE_NAMESPACE_PATTERN,
+  DEVICE_LOCAL_NAME_PATTERN,
+  DEVICE_ID_PATH_PREFIX,
+  isDeviceName,
+  parseDeviceName,
+  formatDeviceName,
+  deviceSpiffeId,
+  deviceNameFromSpiffeId,
+  type DeviceName,
+  type DeviceNameErrorCode,
+} from './device/device-name.js';
 export {
   NodeAttestationError,
   NODE_ATTESTATION_ERROR_CODES,

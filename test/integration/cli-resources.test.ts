@@ -221,11 +221,14 @@ describe('edgeward apply / get / delete', () => {
   });
 
   it('apply -f - reads standard input (the built CLI, a real pipe)', async () => {
-    const doc = 'apiVersion: edgeward.io/v1\nkind: DeviceModel\nmetadata: {name: thermo, nodes: ["*"]}\nspec: {unit: C}\n';
+    const doc = 'apiVersion: edgeward.io/v1\nkind: DeviceModel\nmetadata: {name: thermo, nodes: ["*"]}\nspec: {properties: [{name: t, type: FLOAT, accessMode: ReadOnly, unit: C}]}\n';
     const r = await runCli(['apply', '-f', '-', '--data-dir', dir], { input: doc });
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^devicemodel\/thermo created \(version \d+\)\n$/);
+    expect(r.stdout).toMatch(/^devicemodel\/default\/thermo created \(version \d+\)\n$/);
     const g = await runCli(['get', 'dm', '--data-dir', dir]);
-    expect(g.stdout).toMatch(/^DeviceModel\s+thermo\s+\d+\s+\*\s+-$/m);
+    expect(g.stdout).toMatch(/^DeviceModel\s+default\/thermo\s+\d+\s+\*\s+-$/m);
+    // A namespaced kind named without its namespace is in "default".
+    const one = await runCli(['get', 'dm', 'thermo', '--data-dir', dir, '--json']);
+    expect((JSON.parse(one.stdout) as { items: { name: string }[] }).items[0]?.name).toBe('default/thermo');
   });
 });

@@ -424,6 +424,20 @@ describe('resource store: edge store binding, status, forgetting a node', () => 
     }
   });
 
+  it('recordStatus keeps a detail (a Device\'s reported twins, issue #6) and refuses an unbounded one', async () => {
+    const { store } = await open();
+    try {
+      store.apply([{ kind: 'Device', name: 'plant-a/t-1', nodes: ['edge-1'], data: { spec: { deviceModelRef: { name: 'm' }, nodeName: 'edge-1' } } }]);
+      const detail = { twins: { temperature: { value: '21.5', at: T0 } }, lastSeen: T0 };
+      expect(store.recordStatus('edge-1', [{ seq: 1, kind: 'Device', name: 'plant-a/t-1', phase: 'Online', at: T0, detail }], T0)).toBe(1);
+      expect(store.statusOf('Device', 'plant-a/t-1')[0]).toMatchObject({ node: 'edge-1', phase: 'Online', detail });
+      expect(codeOf(() => store.recordStatus('edge-1', [{ seq: 2, kind: 'Device', name: 'plant-a/t-1', phase: 'Online', at: T0, detail: { x: 'y'.repeat(9000) } }], T0))).toBe('resource/invalid');
+      expect(codeOf(() => store.recordStatus('edge-1', [{ seq: 2, kind: 'Device', name: 't-1', phase: 'Online', at: T0 }], T0))).toBe('resource/invalid');
+    } finally {
+      store.close();
+    }
+  });
+
   it('recordStatus: seq dedupe, out-of-order ignored, the latest status per (node, object)', async () => {
     const { store, clock } = await open();
     try {

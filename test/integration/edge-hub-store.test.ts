@@ -373,6 +373,33 @@ describe('edge hub store: status outbox', () => {
   });
 });
 
+describe('edge hub store: status detail and coalescing (issue #6)', () => {
+  it('keeps a detail with the entry; replace drops the unsent entries of the same object first', async () => {
+    const f = await fixture();
+    const s = f.open();
+    const at = f.clock.now();
+    expect(s.appendStatus({ kind: 'ConfigMap', name: 'app', phase: 'Stored', at })).toBe(1);
+    for (let i = 0; i < 50; i++) {
+      s.appendStatus({ kind: 'Device', name: 'plant-a/t-1', phase: 'Online', detail: { twins: { t: { value: String(i), at } }, lastSeen: at }, at }, { replace: true });
+    }
+    const pending = s.pendingStatus(100);
+    // One entry per object: the ConfigMap's and the newest of the device's fifty.
+    expect(pending.map((e) => [e.seq, e.kind, e.name])).toEqual([
+      [1, 'ConfigMap', 'app'],
+      [51, 'Device', 'plant-a/t-1'],
+    ]);
+    expect(pending[1]?.detail).toEqual({ twins: { t: { value: '49', at } }, lastSeen: at });
+    // Survives a restart; a detail that is not a bounded JSON object is refused.
+    s.close();
+    const t = f.open();
+    expect(t.pendingStatus(100)[1]?.detail).toEqual({ twins: { t: { value: '49', at } }, lastSeen: at });
+    expect(codeOf(() => t.appendStatus({ kind: 'Device', name: 'plant-a/t-1', phase: 'Online', detail: { x: 'y'.repeat(9000) }, at }))).toBe('edge-store/invalid');
+    // A Device is named NAMESPACE/NAME.
+    expect(codeOf(() => t.appendStatus({ kind: 'Device', name: 't-1', phase: 'Online', at }))).toBe('edge-store/invalid');
+    t.close();
+  });
+});
+
 describe('edge hub store: synced version and tombstone pruning', () => {
   it('keeps the synced version across restarts and prunes only old tombstones at or below it', async () => {
     const f = await fixture();

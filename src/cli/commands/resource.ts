@@ -16,7 +16,8 @@ import {
   parseResourceDocument,
   parseResourceKind,
   RESOURCE_KIND_NAMES,
-  RESOURCE_NAME_PATTERN,
+  isNamespacedKind,
+  normalizeResourceName,
   ResourceError,
   type ResourceGetResult,
   type ResourceKind,
@@ -52,11 +53,17 @@ function kindOperand(text: string, command: string): ResourceKind {
   }
 }
 
-function nameOperand(text: string, command: string): string {
-  if (text.length > 253 || !RESOURCE_NAME_PATTERN.test(text)) {
-    throw new CliUsageError(`${printable(text, 64)} is not a resource name (1-253 of [a-z0-9.-], starting and ending with [a-z0-9])`, { command });
+function nameOperand(kind: ResourceKind, text: string, command: string): string {
+  const name = normalizeResourceName(kind, text);
+  if (name === undefined) {
+    throw new CliUsageError(
+      isNamespacedKind(kind)
+        ? `${printable(text, 64)} is not a ${kind} name (NAMESPACE/NAME or NAME: the namespace 1-63 of [a-z0-9-], the name 1-253 of [a-z0-9.-])`
+        : `${printable(text, 64)} is not a resource name (1-253 of [a-z0-9.-], starting and ending with [a-z0-9])`,
+      { command },
+    );
   }
-  return text;
+  return name;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -270,7 +277,7 @@ export const getCommand = defineCommand({
   args: { flags: { 'data-dir': dataDirFlag, json: jsonFlag }, positionals: { min: 1, max: 2 } },
   async run({ flags, positionals }, io) {
     const kind = kindOperand(positionals[0] as string, 'get');
-    const name = positionals[1] === undefined ? undefined : nameOperand(positionals[1], 'get');
+    const name = positionals[1] === undefined ? undefined : nameOperand(kind, positionals[1], 'get');
     const socket = adminSocket(flags['data-dir'], io, 'get');
     const r = (await adminCall(socket, 'resource.get', name === undefined ? { kind } : { kind, name })) as ResourceGetResult;
     if (flags.json) {
@@ -304,7 +311,7 @@ export const deleteCommand = defineCommand({
   args: { flags: { 'data-dir': dataDirFlag, json: jsonFlag }, positionals: { min: 2, max: 2 } },
   async run({ flags, positionals }, io) {
     const kind = kindOperand(positionals[0] as string, 'delete');
-    const name = nameOperand(positionals[1] as string, 'delete');
+    const name = nameOperand(kind, positionals[1] as string, 'delete');
     const socket = adminSocket(flags['data-dir'], io, 'delete');
     const r = (await adminCall(socket, 'resource.delete', { kind, name })) as { kind: string; name: string; version: number };
     io.stdout(flags.json ? JSON.stringify(r) + '\n' : `${ref(r.kind, r.name)} deleted (version ${r.version})\n`);

@@ -473,6 +473,10 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
         return delegatedEntriesReply(store, node.nodeName);
       case 'jwt.request':
         return jwt(m, node, now);
+      case 'device.enroll':
+      case 'device.renew':
+        // Replaced by the device handlers (issue #6, src/cloud/devices).
+        throw new NodeApiError('node-api/unexpected-kind', `${m.kind} is not served yet`);
       case 'attest.begin':
       case 'attest.response':
       case 'error':

@@ -67,6 +67,8 @@ export function createSpireNodeService(deps: SpireNodeServiceDeps): NodeService 
       case 'renew.request':
       case 'svids.request':
       case 'jwt.request':
+      case 'device.enroll':
+      case 'device.renew':
         throw external(m.kind);
       case 'attest.begin':
       case 'attest.response':

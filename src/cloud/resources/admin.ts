@@ -10,7 +10,8 @@
  */
 import type { Clock } from '../../identity/index.js';
 import {
-  isResourceName,
+  isNamespacedKind,
+  normalizeResourceName,
   parseResourceDocument,
   parseResourceKind,
   ResourceError,
@@ -53,9 +54,11 @@ function kindParam(p: Record<string, unknown>): ResourceKind {
   return parseResourceKind(p['kind']);
 }
 
-function nameParam(p: Record<string, unknown>): string {
-  const n = p['name'];
-  if (!isResourceName(n)) throw badRequest('name must be a resource name (DNS-1123 subdomain, at most 253 characters)');
+function nameParam(p: Record<string, unknown>, kind: ResourceKind): string {
+  const n = normalizeResourceName(kind, p['name']);
+  if (n === undefined) {
+    throw badRequest(isNamespacedKind(kind) ? `name must be a ${kind} name (NAMESPACE/NAME, or NAME in the namespace default)` : 'name must be a resource name (DNS-1123 subdomain, at most 253 characters)');
+  }
   return n;
 }
 
@@ -104,6 +107,7 @@ export function createResourceAdminHandlers(deps: ResourceAdminDeps): AdminHandl
         phase: s.phase,
         ...(s.message === undefined ? {} : { message: s.message }),
         ...(s.observedVersion === undefined ? {} : { observedVersion: s.observedVersion }),
+        ...(s.detail === undefined ? {} : { detail: s.detail }),
         at: s.at,
       })),
       statusTotal,
@@ -141,7 +145,7 @@ export function createResourceAdminHandlers(deps: ResourceAdminDeps): AdminHandl
       members(p, ['kind', 'name'], 'resource.get');
       const kind = kindParam(p);
       if (p['name'] !== undefined) {
-        const name = nameParam(p);
+        const name = nameParam(p, kind);
         const r = store.get(kind, name);
         if (r === undefined) throw new ResourceStoreError('resource/not-found', `no ${kind} named ${JSON.stringify(name)}`);
         return { items: [view(r, true)] };
@@ -161,7 +165,7 @@ export function createResourceAdminHandlers(deps: ResourceAdminDeps): AdminHandl
     'resource.delete': (p) => {
       members(p, ['kind', 'name'], 'resource.delete');
       const kind = kindParam(p);
-      const name = nameParam(p);
+      const name = nameParam(p, kind);
       const r = store.delete(kind, name);
       if (r === undefined) throw new ResourceStoreError('resource/not-found', `no ${kind} named ${JSON.stringify(name)}`);
       logger.info({ event: 'resource.deleted', kind, name, version: r.version }, 'resource deleted');

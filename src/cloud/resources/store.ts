@@ -36,7 +36,8 @@ import {
   MAX_HUB_STATUS_MESSAGE,
   MAX_RESOURCE_NODES,
   isResourceKind,
-  isResourceName,
+  isResourceNameOf,
+  statusDetailProblem,
   validateResourceData,
   ResourceError,
   type ResourceDocument,
@@ -101,6 +102,8 @@ export interface NodeStatusRecord {
   readonly at: number;
   readonly seq: number;
   readonly receivedAt: number;
+  /** The entry's detail (e.g. a Device's reported twins). */
+  readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 export interface AckItemInput {
@@ -236,6 +239,8 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
   CREATE INDEX statuses_object ON statuses (kind, name);
   `,
+  // issue #6: a status entry's detail (JSON text; e.g. a Device's reported twins).
+  `ALTER TABLE statuses ADD COLUMN detail TEXT;`,
 ];
 export const RESOURCE_STORE_SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -260,6 +265,7 @@ interface StatusRow {
   at: number;
   seq: number;
   received_at: number;
+  detail: string | null;
 }
 
 const STORE_FAILURE_CODES = { io: 'resource-store/io', version: 'resource-store/version', corrupt: 'resource-store/corrupt' } as const;
@@ -291,8 +297,8 @@ function checkKind(kind: unknown): ResourceKind {
   return kind;
 }
 
-function checkName(name: unknown): string {
-  if (!isResourceName(name)) throw invalid(`invalid resource name ${showName(name)}`);
+function checkName(name: unknown, kind: ResourceKind): string {
+  if (!isResourceNameOf(kind, name)) throw invalid(`invalid ${kind} name ${showName(name)}`);
   return name;
 }
 
@@ -310,7 +316,7 @@ function checkNow(now: unknown): number {
 function checkDocument(d: unknown, i: number): { kind: ResourceKind; name: string; nodes: string[]; data: Record<string, unknown> } {
   if (!isPlainObject(d)) throw invalid(`document ${i + 1}: not a resource document`);
   const kind = checkKind(d['kind']);
-  const name = checkName(d['name']);
+  const name = checkName(d['name'], kind);
   const nodes = d['nodes'];
   if (!Array.isArray(nodes) || nodes.length === 0 || nodes.length > MAX_RESOURCE_NODES) {
     throw invalid(`${kind} ${name}: nodes must be 1-${MAX_RESOURCE_NODES} node names or ["*"]`);
@@ -395,10 +401,11 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
     seqPut: db.prepare(`INSERT INTO node_stores (node, store_id, last_seq, updated_at) VALUES (?, NULL, ?, ?)
       ON CONFLICT (node) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`),
     bindingDrop: db.prepare('DELETE FROM node_stores WHERE node = ?'),
-    statusPut: db.prepare(`INSERT INTO statuses (node, kind, name, phase, message, observed_version, at, seq, received_at)
-      VALUES (@node, @kind, @name, @phase, @message, @observed_version, @at, @seq, @received_at)
+    statusPut: db.prepare(`INSERT INTO statuses (node, kind, name, phase, message, observed_version, at, seq, received_at, detail)
+      VALUES (@node, @kind, @name, @phase, @message, @observed_version, @at, @seq, @received_at, @detail)
       ON CONFLICT (node, kind, name) DO UPDATE SET phase = excluded.phase, message = excluded.message,
-        observed_version = excluded.observed_version, at = excluded.at, seq = excluded.seq, received_at = excluded.received_at`),
+        observed_version = excluded.observed_version, at = excluded.at, seq = excluded.seq, received_at = excluded.received_at,
+        detail = excluded.detail`),
     statusOf: db.prepare('SELECT * FROM statuses WHERE kind = ? AND name = ? ORDER BY node'),
     statusOfLimit: db.prepare('SELECT * FROM statuses WHERE kind = ? AND name = ? ORDER BY node LIMIT ?'),
     statusCount: db.prepare('SELECT count(*) FROM statuses WHERE kind = ? AND name = ?').pluck(),
@@ -446,7 +453,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
     return items.map((it: unknown) => {
       if (!isPlainObject(it)) throw invalid('an ack must be an object');
       const kind = checkKind(it['kind']);
-      const name = checkName(it['name']);
+      const name = checkName(it['name'], kind);
       if (!isVersion(it['version'])) throw invalid('an ack version must be an integer >= 1');
       const del = it['deleted'];
       if (del !== undefined && typeof del !== 'boolean') throw invalid('ack.deleted must be a boolean');
@@ -493,7 +500,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
   };
 
   const fromRow = (r: ResourceRow): StoredResource => {
-    if (!isResourceKind(r.kind) || !isResourceName(r.name) || !isVersion(r.version) || !isTime(r.created_at) || !isTime(r.updated_at)) {
+    if (!isResourceKind(r.kind) || !isResourceNameOf(r.kind, r.name) || !isVersion(r.version) || !isTime(r.created_at) || !isTime(r.updated_at)) {
       throw corrupt(`a resource row is invalid (${String(r.kind).slice(0, 16)} ${String(r.name).slice(0, 64)})`);
     }
     let nodes: unknown;
@@ -519,6 +526,16 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
     });
   };
 
+  const parseDetail = (text: string): Record<string, unknown> => {
+    let d: unknown;
+    try {
+      d = JSON.parse(text);
+    } catch (e) {
+      throw corrupt('a status detail is not JSON', e);
+    }
+    if (statusDetailProblem(d) !== undefined) throw corrupt('a status detail is invalid');
+    return d as Record<string, unknown>;
+  };
   const statusFromRow = (r: StatusRow): NodeStatusRecord => {
     if (!isTime(r.at) || !isVersion(r.seq) || !isTime(r.received_at) || (r.observed_version !== null && !isVersion(r.observed_version))) {
       throw corrupt(`a status row of node ${String(r.node).slice(0, 64)} is invalid`);
@@ -530,6 +547,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       phase: r.phase,
       ...(r.message === null ? {} : { message: r.message }),
       ...(r.observed_version === null ? {} : { observedVersion: r.observed_version }),
+      ...(r.detail === null ? {} : { detail: parseDetail(r.detail) }),
       at: r.at,
       seq: r.seq,
       receivedAt: r.received_at,
@@ -616,7 +634,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     delete(kindIn, nameIn) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       const now = checkNow(deps.clock.now());
       let change: ResourceChange | undefined;
       write(() => {
@@ -637,7 +655,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     get(kindIn, nameIn) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       return read(() => {
         const r = stmt.resGet.get(kind, name) as ResourceRow | undefined;
         return r === undefined || r.deleted === 1 ? undefined : fromRow(r);
@@ -653,7 +671,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     headFor(kindIn, nameIn, nodeIn) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       const node = checkNode(nodeIn);
       return read(() => {
         const head = stmt.resHead.get(kind, name) as { version: number; deleted: number } | undefined;
@@ -673,7 +691,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
         for (const r of stmt.pendingPuts.all({ node }) as ResourceRow[]) items.push(Object.freeze({ op: 'put' as const, resource: fromRow(r) }));
         let cv: number | undefined;
         for (const d of stmt.pendingDeletes.all({ node }) as { kind: string; name: string; version: number | null }[]) {
-          if (!isResourceKind(d.kind) || !isResourceName(d.name)) throw corrupt('an ack row names an invalid resource');
+          if (!isResourceKind(d.kind) || !isResourceNameOf(d.kind, d.name)) throw corrupt('an ack row names an invalid resource');
           // The resource is gone entirely (a pruned tombstone): any version above what the node holds will do.
           const version = d.version ?? (cv ??= currentVersion());
           items.push(Object.freeze({ op: 'delete' as const, kind: d.kind, name: d.name, version }));
@@ -737,14 +755,15 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
       const checked = entries.map((e: unknown) => {
         if (!isPlainObject(e)) throw invalid('a status entry must be an object');
         const kind = e['kind'] === 'Node' ? 'Node' : checkKind(e['kind']);
-        const name = kind === 'Node' ? checkNode(e['name']) : checkName(e['name']);
-        const { seq, phase, message, observedVersion, at } = e;
+        const name = kind === 'Node' ? checkNode(e['name']) : checkName(e['name'], kind);
+        const { seq, phase, message, observedVersion, at, detail } = e;
+        if (detail !== undefined && statusDetailProblem(detail) !== undefined) throw invalid(`status ${statusDetailProblem(detail)}`);
         if (!isVersion(seq)) throw invalid('status seq must be an integer >= 1');
         if (typeof phase !== 'string' || !HUB_STATUS_PHASE_PATTERN.test(phase)) throw invalid('status phase is not valid');
         if (message !== undefined && (typeof message !== 'string' || message.length > MAX_HUB_STATUS_MESSAGE)) throw invalid('status message is not valid');
         if (observedVersion !== undefined && !isVersion(observedVersion)) throw invalid('status observedVersion must be an integer >= 1');
         if (!isTime(at)) throw invalid('status at must be a non-negative integer (epoch ms)');
-        return { kind, name, seq, phase, message: (message as string | undefined) ?? null, observed_version: (observedVersion as number | undefined) ?? null, at };
+        return { kind, name, seq, phase, message: (message as string | undefined) ?? null, observed_version: (observedVersion as number | undefined) ?? null, at, detail: detail === undefined ? null : JSON.stringify(detail) };
       });
       return write(() => {
         const prev = stmt.bindingGet.get(node) as { store_id: string | null; last_seq: number } | undefined;
@@ -765,7 +784,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     acksOf(kindIn, nameIn) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       return read(() =>
         (stmt.acksOf.all(kind, name) as { node: string; version: number; acked_at: number }[]).map((r) => Object.freeze({ node: r.node, version: r.version, ackedAt: r.acked_at })),
       );
@@ -773,7 +792,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     statusOf(kindIn, nameIn) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       return read(() => (stmt.statusOf.all(kind, name) as StatusRow[]).map(statusFromRow));
     },
 
@@ -784,7 +803,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     ackSummary(kindIn, nameIn, version, limit) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       return read(() => {
         const counts = stmt.ackCounts.get(version, kind, name) as { total: number; current: number };
         const acks = (stmt.acksOfLimit.all(kind, name, Math.max(0, Math.floor(limit))) as { node: string; version: number; acked_at: number }[]).map((r) =>
@@ -796,7 +815,7 @@ export function createResourceStore(path: string, deps: ResourceStoreDeps): Reso
 
     statusSummary(kindIn, nameIn, limit) {
       const kind = checkKind(kindIn);
-      const name = checkName(nameIn);
+      const name = checkName(nameIn, kind);
       return read(() => ({
         status: (stmt.statusOfLimit.all(kind, name, Math.max(0, Math.floor(limit))) as StatusRow[]).map(statusFromRow),
         total: stmt.statusCount.get(kind, name) as number,

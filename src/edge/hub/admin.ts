@@ -7,7 +7,8 @@
  * (`resourceView`: never a secret in a response). Parameters are validated strictly (unknown members refused).
  */
 import {
-  isResourceName,
+  isNamespacedKind,
+  normalizeResourceName,
   parseResourceKind,
   resourceView,
   type AdminHandlers,
@@ -53,8 +54,8 @@ export function createEdgeHubAdminHandlers(deps: EdgeHubAdminDeps): AdminHandler
       if (typeof p['kind'] !== 'string') throw bad('kind must be a resource kind');
       const kind = parseResourceKind(p['kind']);
       if (p['name'] !== undefined) {
-        const name = p['name'];
-        if (!isResourceName(name)) throw bad('name must be a resource name (DNS-1123 subdomain, at most 253 characters)');
+        const name = normalizeResourceName(kind, p['name']);
+        if (name === undefined) throw bad(`name must be a ${kind} name${isNamespacedKind(kind) ? ' (NAMESPACE/NAME, or NAME in the namespace default)' : ' (DNS-1123 subdomain, at most 253 characters)'}`);
         const r = deps.store.get(kind, name);
         if (r === undefined) throw new EdgeHubError('resource/not-found', `no ${kind} named ${JSON.stringify(name)} on this edge`);
         return { items: [view(r)] };

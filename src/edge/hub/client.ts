@@ -61,7 +61,7 @@ import { CloudRefusedError } from '../cloud-client/errors.js';
 import type { Timers } from '../svid/timers.js';
 import type { EdgeLogger } from '../main.js';
 import { EdgeHubError } from './errors.js';
-import type { EdgeHubStore, HubItem } from './store.js';
+import type { EdgeHubStore, HubItem, StoreChange } from './store.js';
 import { wsHubConnector, type HubConnector, type HubConnectOptions, type HubSocket, type HubSocketEvents } from './socket.js';
 
 export const HUB_BACKOFF_BASE_MS = 1_000;
@@ -124,6 +124,8 @@ export interface EdgeHubOptions {
    * re-attest on `hub/evicted` and the unauthenticated codes (NodeSvidManager.renewNow).
    */
   onRefused?(code: string): void;
+  /** After every batch stored from the cloud (or removed by a resync): what changed, in order. */
+  onResourcesChanged?(changes: readonly StoreChange[]): void;
   /** The `agent` of `hello` (<= 64 printable ASCII). */
   agent?: string;
   /** Tests: the socket implementation (ws by default). */
@@ -155,6 +157,13 @@ export interface StatusReport {
   phase: string;
   message?: string | undefined;
   observedVersion?: number | undefined;
+  /** A small JSON object (protocol status-detail.ts), e.g. a Device's reported twins. */
+  detail?: Record<string, unknown> | undefined;
+}
+
+export interface ReportStatusOptions {
+  /** Coalesce: unsent outbox entries of the same object are replaced by this one (store.ts AppendStatusOptions). */
+  replace?: boolean;
 }
 
 export interface EdgeHub {
@@ -162,7 +171,7 @@ export interface EdgeHub {
   close(): Promise<void>;
   status(): EdgeHubStatus;
   /** Validate and append a status entry to the durable outbox (sent when a session is up). */
-  reportStatus(report: StatusReport): { seq: number };
+  reportStatus(report: StatusReport, options?: ReportStatusOptions): { seq: number };
 }
 
 interface Ending {
@@ -299,7 +308,7 @@ class EdgeHubImpl implements EdgeHub {
     };
   }
 
-  reportStatus(report: StatusReport): { seq: number } {
+  reportStatus(report: StatusReport, options?: ReportStatusOptions): { seq: number } {
     if (this.#closed) throw new EdgeHubError('edge-hub/closed', 'the hub is closed');
     const entry: { -readonly [K in keyof Omit<StatusEntry, 'seq'>]: Omit<StatusEntry, 'seq'>[K] } = {
       kind: report.kind,
@@ -309,6 +318,7 @@ class EdgeHubImpl implements EdgeHub {
     };
     if (report.message !== undefined) entry.message = report.message;
     if (report.observedVersion !== undefined) entry.observedVersion = report.observedVersion;
+    if (report.detail !== undefined) entry.detail = report.detail;
     // What enters the durable outbox must be sendable: a row the cloud refuses would block it forever.
     try {
       encodeHubMessage({ v: HUB_PROTOCOL_VERSION, kind: 'status', entries: [{ seq: 1, ...entry }] });
@@ -325,7 +335,7 @@ class EdgeHubImpl implements EdgeHub {
       }
       if (self !== undefined && report.name !== self) throw new EdgeHubError('edge-hub/invalid-status', `a Node status is about this node (${self}), not ${report.name.slice(0, 63)}`);
     }
-    const seq = this.#o.store.appendStatus(entry);
+    const seq = this.#o.store.appendStatus(entry, options?.replace === true ? { replace: true } : undefined);
     const s = this.#session;
     if (s !== undefined) this.#pumpStatus(s);
     return { seq };
@@ -828,6 +838,7 @@ class EdgeHubImpl implements EdgeHub {
     s.pending = [];
     const o = this.#o;
     let acks: readonly AckItem[];
+    let changed: readonly StoreChange[] = [];
     try {
       // The `Stored` status entries are written in the same transaction as the items (store.ts reportStored).
       // During a resync catch-up the first frame of each object in this session replaces what is stored
@@ -840,7 +851,9 @@ class EdgeHubImpl implements EdgeHub {
         forced.add(k);
         return true;
       };
-      acks = o.store.apply(items, { reportStored: true, ...(force === undefined ? {} : { force }) }).acks;
+      const applied = o.store.apply(items, { reportStored: true, ...(force === undefined ? {} : { force }) });
+      acks = applied.acks;
+      changed = applied.changed;
     } catch (e) {
       this.#lastError = errText(e);
       this.#log.error({ event: 'edge.hub_store_failed', cloud: o.address.text, session: s.sessionId, items: items.length, ...errFields(e) }, 'storing resources from the cloud failed; nothing acknowledged');
@@ -848,6 +861,7 @@ class EdgeHubImpl implements EdgeHub {
       return false;
     }
     s.applied += items.length;
+    this.#notifyChanged(changed);
     if (!ack || s.finished || s.ending !== undefined || !s.welcomed) return true;
     for (const chunk of chunkAcks(acks)) this.#send(s, { v: HUB_PROTOCOL_VERSION, kind: 'ack', items: chunk });
     this.#pumpStatus(s);
@@ -883,8 +897,19 @@ class EdgeHubImpl implements EdgeHub {
       if (!named.has(key(r.kind, r.name)) && r.version <= version) stale.push({ op: 'delete', kind: r.kind, name: r.name, version });
     }
     if (stale.length === 0) return;
-    for (let i = 0; i < stale.length; i += MAX_HUB_ACK_ITEMS) this.#o.store.apply(stale.slice(i, i + MAX_HUB_ACK_ITEMS), { force: true });
+    for (let i = 0; i < stale.length; i += MAX_HUB_ACK_ITEMS) this.#notifyChanged(this.#o.store.apply(stale.slice(i, i + MAX_HUB_ACK_ITEMS), { force: true }).changed);
     this.#log.info({ event: 'edge.hub_resync_pruned', session: s.sessionId, removed: stale.length }, 'removed resources the cloud no longer assigns to this node');
+  }
+
+  /** Tell the agent's consumers (devices, EventBus) what was stored; a failing listener never fails the hub. */
+  #notifyChanged(changed: readonly StoreChange[]): void {
+    const l = this.#o.onResourcesChanged;
+    if (l === undefined || changed.length === 0) return;
+    try {
+      l(changed);
+    } catch (e) {
+      this.#log.error({ event: 'edge.hub_listener_failed', ...errFields(e) }, 'a resource change listener failed');
+    }
   }
 
   /** Send the next outbox batch if none is in flight. */

@@ -39,7 +39,8 @@ import {
   MAX_HUB_ACK_ITEMS,
   MAX_HUB_STATUS_MESSAGE,
   RESOURCE_KINDS,
-  RESOURCE_NAME_PATTERN,
+  isResourceNameOf,
+  statusDetailProblem,
   validateResourceData,
   type AckItem,
   type ResourceKind,
@@ -116,6 +117,15 @@ export interface ApplyOptions {
   force?: boolean | ((kind: ResourceKind, name: string) => boolean);
 }
 
+export interface AppendStatusOptions {
+  /**
+   * Coalesce: delete the outbox entries of the same kind and name first (in the same transaction), so that a
+   * frequently updated status (a device's twins) keeps one entry, the newest, however long the cloud is away.
+   * An entry already sent is safe to delete: the cloud's ack covers seqs up to what it stored.
+   */
+  replace?: boolean;
+}
+
 /** pino-compatible logger subset. */
 export interface EdgeHubStoreLogger {
   info(obj: Record<string, unknown>, msg: string): void;
@@ -141,8 +151,8 @@ export interface EdgeHubStore {
   get(kind: ResourceKind, name: string): LocalResource | undefined;
   /** Live resources (of one kind), sorted by kind and name; rows that do not authenticate are left out. */
   list(kind?: ResourceKind): LocalResource[];
-  /** Append to the status outbox; returns the entry's seq. */
-  appendStatus(e: Omit<StatusEntry, 'seq'>): number;
+  /** Append to the status outbox; returns the entry's seq. `replace`: unsent entries of the same object are dropped first. */
+  appendStatus(e: Omit<StatusEntry, 'seq'>, options?: AppendStatusOptions): number;
   /** The oldest `limit` (1..1000) outbox entries, in seq order. */
   pendingStatus(limit: number): StatusEntry[];
   /** Delete every outbox entry with seq <= `seq` (the cloud stored them); returns how many were deleted. */
@@ -192,6 +202,8 @@ const MIGRATIONS: readonly string[] = [
     at INTEGER NOT NULL
   ) STRICT;
   `,
+  // issue #6: a status entry's detail (JSON text; e.g. a Device's reported twins).
+  `ALTER TABLE outbox ADD COLUMN detail TEXT;`,
 ];
 
 interface ResourceRow {
@@ -213,6 +225,7 @@ interface OutboxRow {
   message: string | null;
   observed_version: number | null;
   at: number;
+  detail: string | null;
 }
 
 function fail(code: EdgeStoreErrorCode, message: string, cause?: unknown): never {
@@ -261,8 +274,9 @@ function isKind(x: unknown): x is ResourceKind {
   return typeof x === 'string' && (RESOURCE_KINDS as readonly string[]).includes(x);
 }
 
-function isResourceName(x: unknown): x is string {
-  return typeof x === 'string' && x.length <= 253 && RESOURCE_NAME_PATTERN.test(x);
+/** A valid name of a resource of `kind` (not a kind: false). */
+function isResourceName(x: unknown, kind: unknown): x is string {
+  return isKind(kind) && isResourceNameOf(kind, x);
 }
 
 function isVersion(x: unknown): x is number {
@@ -283,7 +297,7 @@ function checkItem(item: unknown, i: number): { kind: ResourceKind; name: string
     const r = item['resource'];
     if (!isObject(r)) fail('edge-store/invalid', `${where}: resource is not an object`);
     if (!isKind(r['kind'])) fail('edge-store/invalid', `${where}: unknown resource kind`);
-    if (!isResourceName(r['name'])) fail('edge-store/invalid', `${where}: invalid resource name`);
+    if (!isResourceName(r['name'], r['kind'])) fail('edge-store/invalid', `${where}: invalid resource name`);
     if (!isVersion(r['version'])) fail('edge-store/invalid', `${where}: version must be an integer >= 1`);
     const data = r['data'];
     if (!isObject(data)) fail('edge-store/invalid', `${where}: data is not an object`);
@@ -297,7 +311,7 @@ function checkItem(item: unknown, i: number): { kind: ResourceKind; name: string
   }
   if (item['op'] === 'delete') {
     if (!isKind(item['kind'])) fail('edge-store/invalid', `${where}: unknown resource kind`);
-    if (!isResourceName(item['name'])) fail('edge-store/invalid', `${where}: invalid resource name`);
+    if (!isResourceName(item['name'], item['kind'])) fail('edge-store/invalid', `${where}: invalid resource name`);
     if (!isVersion(item['version'])) fail('edge-store/invalid', `${where}: version must be an integer >= 1`);
     return { kind: item['kind'], name: item['name'], version: item['version'], deleted: true };
   }
@@ -307,12 +321,12 @@ function checkItem(item: unknown, i: number): { kind: ResourceKind; name: string
 function checkStatus(e: unknown): Omit<StatusEntry, 'seq'> {
   if (!isObject(e)) fail('edge-store/invalid', 'a status entry must be an object');
   for (const k of Object.keys(e)) {
-    if (!['kind', 'name', 'phase', 'message', 'observedVersion', 'at'].includes(k)) fail('edge-store/invalid', `status entry: unknown field ${JSON.stringify(k.slice(0, 40))}`);
+    if (!['kind', 'name', 'phase', 'message', 'observedVersion', 'at', 'detail'].includes(k)) fail('edge-store/invalid', `status entry: unknown field ${JSON.stringify(k.slice(0, 40))}`);
   }
   const kind = e['kind'];
   if (kind !== 'Node' && !isKind(kind)) fail('edge-store/invalid', 'status entry: kind must be a resource kind or Node');
   const name = e['name'];
-  if (kind === 'Node' ? !isNodeName(name) : !isResourceName(name)) fail('edge-store/invalid', 'status entry: invalid name');
+  if (kind === 'Node' ? !isNodeName(name) : !isResourceName(name, kind)) fail('edge-store/invalid', 'status entry: invalid name');
   const phase = e['phase'];
   if (typeof phase !== 'string' || !HUB_STATUS_PHASE_PATTERN.test(phase)) fail('edge-store/invalid', 'status entry: phase must match /^[A-Z][A-Za-z]{0,31}$/');
   const at = e['at'];
@@ -325,6 +339,11 @@ function checkStatus(e: unknown): Omit<StatusEntry, 'seq'> {
   if (e['observedVersion'] !== undefined) {
     if (!isVersion(e['observedVersion'])) fail('edge-store/invalid', 'status entry: observedVersion must be an integer >= 1');
     out.observedVersion = e['observedVersion'];
+  }
+  if (e['detail'] !== undefined) {
+    const problem = statusDetailProblem(e['detail']);
+    if (problem !== undefined) fail('edge-store/invalid', `status entry: ${problem}`);
+    out.detail = e['detail'] as Record<string, unknown>;
   }
   return out;
 }
@@ -451,8 +470,9 @@ class SqliteEdgeHubStore implements EdgeHubStore {
       outboxCount: db.prepare('SELECT COUNT(*) AS n FROM outbox'),
       outboxHighSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"),
       dropTombstones: db.prepare('DELETE FROM resources WHERE deleted = 1'),
-      outboxInsert: db.prepare('INSERT INTO outbox (kind, name, phase, message, observed_version, at) VALUES (?, ?, ?, ?, ?, ?)'),
-      outboxPending: db.prepare('SELECT seq, kind, name, phase, message, observed_version, at FROM outbox ORDER BY seq LIMIT ?'),
+      outboxInsert: db.prepare('INSERT INTO outbox (kind, name, phase, message, observed_version, at, detail) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      outboxPending: db.prepare('SELECT seq, kind, name, phase, message, observed_version, at, detail FROM outbox ORDER BY seq LIMIT ?'),
+      outboxDropObject: db.prepare('DELETE FROM outbox WHERE kind = ? AND name = ?'),
       outboxAck: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
     };
     const row = this.#stmt.getMeta.get('store_id') as { value: string } | undefined;
@@ -493,7 +513,7 @@ class SqliteEdgeHubStore implements EdgeHubStore {
    */
   #openRow(row: ResourceRow): LocalResource | 'tombstone' | undefined {
     const { kind, name, version, deleted } = row;
-    if (!isKind(kind) || !isResourceName(name) || !isVersion(version) || (deleted !== 0 && deleted !== 1) || !Number.isSafeInteger(row.updated_at)) {
+    if (!isKind(kind) || !isResourceName(name, kind) || !isVersion(version) || (deleted !== 0 && deleted !== 1) || !Number.isSafeInteger(row.updated_at)) {
       this.#refuse(String(kind), String(name), version, 'malformed columns');
       return undefined;
     }
@@ -571,7 +591,7 @@ class SqliteEdgeHubStore implements EdgeHubStore {
               result.changed.push({ op: 'put', resource: { kind: it.kind, name: it.name, version: it.version, data: structuredClone(data), updatedAt: now } });
               if (options.reportStored === true) {
                 if (this.#outboxHasRoom()) {
-                  this.#stmt.outboxInsert.run(it.kind, it.name, 'Stored', null, it.version, now);
+                  this.#stmt.outboxInsert.run(it.kind, it.name, 'Stored', null, it.version, now, null);
                   result.reported++;
                 } else outboxFull++;
               }
@@ -598,7 +618,7 @@ class SqliteEdgeHubStore implements EdgeHubStore {
   }
 
   get(kind: ResourceKind, name: string): LocalResource | undefined {
-    if (!isKind(kind) || !isResourceName(name)) return undefined;
+    if (!isKind(kind) || !isResourceName(name, kind)) return undefined;
     const row = this.#guard('read a resource', () => this.#stmt.getRow.get(kind, name) as ResourceRow | undefined);
     if (row === undefined || row.deleted !== 0) return undefined;
     const r = this.#openRow(row);
@@ -625,13 +645,15 @@ class SqliteEdgeHubStore implements EdgeHubStore {
     return (this.#stmt.outboxCount.get() as { n: number }).n < MAX_OUTBOX_ROWS;
   }
 
-  appendStatus(e: Omit<StatusEntry, 'seq'>): number {
+  appendStatus(e: Omit<StatusEntry, 'seq'>, options?: AppendStatusOptions): number {
     const entry = checkStatus(e);
+    const detail = entry.detail === undefined ? null : JSON.stringify(entry.detail);
     const seq = this.#guard('append a status entry', () =>
       this.#db
         .transaction((): number | undefined => {
+          if (options?.replace === true) this.#stmt.outboxDropObject.run(entry.kind, entry.name);
           if (!this.#outboxHasRoom()) return undefined;
-          const info = this.#stmt.outboxInsert.run(entry.kind, entry.name, entry.phase, entry.message ?? null, entry.observedVersion ?? null, entry.at);
+          const info = this.#stmt.outboxInsert.run(entry.kind, entry.name, entry.phase, entry.message ?? null, entry.observedVersion ?? null, entry.at, detail);
           return Number(info.lastInsertRowid);
         })
         .immediate(),
@@ -650,6 +672,14 @@ class SqliteEdgeHubStore implements EdgeHubStore {
       const e: { -readonly [K in keyof StatusEntry]: StatusEntry[K] } = { seq: r.seq, kind: r.kind as StatusEntry['kind'], name: r.name, phase: r.phase, at: r.at };
       if (r.message !== null) e.message = r.message;
       if (r.observed_version !== null) e.observedVersion = r.observed_version;
+      if (r.detail !== null) {
+        try {
+          const d = JSON.parse(r.detail) as unknown;
+          if (statusDetailProblem(d) === undefined) e.detail = d as Record<string, unknown>;
+        } catch {
+          // a detail that does not parse is left out: the entry itself still goes
+        }
+      }
       return e;
     });
   }

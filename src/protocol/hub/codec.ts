@@ -31,7 +31,8 @@ import {
   type StatusEntry,
   type WireResource,
 } from './messages.js';
-import { RESOURCE_KINDS, RESOURCE_NAME_PATTERN, validateResourceData, type ResourceKind, type ResourceRef } from './resources.js';
+import { statusDetailProblem } from './status-detail.js';
+import { isResourceNameOf, RESOURCE_KINDS, validateResourceData, type ResourceKind, type ResourceRef } from './resources.js';
 
 /**
  * - `hub/too-large`: the frame exceeds the side's limit.
@@ -89,22 +90,23 @@ function resourceKind(x: unknown, where: string): ResourceKind {
   return x as ResourceKind;
 }
 
-function resourceName(x: unknown, where: string): string {
-  if (typeof x !== 'string' || x.length > 253 || !RESOURCE_NAME_PATTERN.test(x)) fail('hub/bad-field', `${where} is not a valid resource name`);
+function resourceName(x: unknown, where: string, kind: ResourceKind): string {
+  if (!isResourceNameOf(kind, x)) fail('hub/bad-field', `${where} is not a valid ${kind} name`);
   return x;
 }
 
 function ref(x: unknown, where: string): ResourceRef {
   if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
   members(x, ['kind', 'name'], [], where);
-  return { kind: resourceKind(x['kind'], `${where}.kind`), name: resourceName(x['name'], `${where}.name`) };
+  const kind = resourceKind(x['kind'], `${where}.kind`);
+  return { kind, name: resourceName(x['name'], `${where}.name`, kind) };
 }
 
 function wireResource(x: unknown, where: string): WireResource {
   if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
   members(x, ['kind', 'name', 'version', 'data'], [], where);
   const kind = resourceKind(x['kind'], `${where}.kind`);
-  const name = resourceName(x['name'], `${where}.name`);
+  const name = resourceName(x['name'], `${where}.name`, kind);
   const v = version(x['version'], `${where}.version`);
   const data = x['data'];
   if (!isObject(data)) fail('hub/bad-field', `${where}.data must be an object`);
@@ -125,7 +127,8 @@ function array(x: unknown, where: string, min: number, max: number): unknown[] {
 function ackItem(x: unknown, where: string): AckItem {
   if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
   members(x, ['kind', 'name', 'version'], ['deleted'], where);
-  const base = { kind: resourceKind(x['kind'], `${where}.kind`), name: resourceName(x['name'], `${where}.name`), version: version(x['version'], `${where}.version`) };
+  const kind = resourceKind(x['kind'], `${where}.kind`);
+  const base = { kind, name: resourceName(x['name'], `${where}.name`, kind), version: version(x['version'], `${where}.version`) };
   if (!Object.prototype.hasOwnProperty.call(x, 'deleted')) return base;
   if (x['deleted'] !== true) fail('hub/bad-field', `${where}.deleted must be true when present`);
   return { ...base, deleted: true };
@@ -133,11 +136,11 @@ function ackItem(x: unknown, where: string): AckItem {
 
 function statusEntry(x: unknown, where: string): StatusEntry {
   if (!isObject(x)) fail('hub/bad-field', `${where} must be an object`);
-  members(x, ['seq', 'kind', 'name', 'phase', 'at'], ['message', 'observedVersion'], where);
+  members(x, ['seq', 'kind', 'name', 'phase', 'at'], ['message', 'observedVersion', 'detail'], where);
   const kindValue = x['kind'];
   const kind = kindValue === 'Node' ? 'Node' : resourceKind(kindValue, `${where}.kind`);
   // A Node entry names the node itself (node-name rules); anything else a resource.
-  const name = kind === 'Node' ? (isNodeName(x['name']) ? (x['name'] as string) : fail('hub/bad-field', `${where}.name is not a valid node name`)) : resourceName(x['name'], `${where}.name`);
+  const name = kind === 'Node' ? (isNodeName(x['name']) ? (x['name'] as string) : fail('hub/bad-field', `${where}.name is not a valid node name`)) : resourceName(x['name'], `${where}.name`, kind);
   const entry: { -readonly [K in keyof StatusEntry]: StatusEntry[K] } = {
     seq: version(x['seq'], `${where}.seq`),
     kind,
@@ -147,6 +150,11 @@ function statusEntry(x: unknown, where: string): StatusEntry {
   };
   if (Object.prototype.hasOwnProperty.call(x, 'message')) entry.message = text(x['message'], `${where}.message`, MAX_HUB_STATUS_MESSAGE);
   if (Object.prototype.hasOwnProperty.call(x, 'observedVersion')) entry.observedVersion = version(x['observedVersion'], `${where}.observedVersion`);
+  if (Object.prototype.hasOwnProperty.call(x, 'detail')) {
+    const problem = statusDetailProblem(x['detail']);
+    if (problem !== undefined) fail('hub/bad-field', `${where}.${problem}`);
+    entry.detail = x['detail'] as Record<string, unknown>;
+  }
   return entry;
 }
 
@@ -257,6 +265,7 @@ function toWire(m: HubMessage): Obj {
           const o: Obj = { seq: e.seq, kind: e.kind, name: e.name, phase: e.phase, at: e.at };
           if (e.message !== undefined) o['message'] = e.message;
           if (e.observedVersion !== undefined) o['observedVersion'] = e.observedVersion;
+          if (e.detail !== undefined) o['detail'] = e.detail;
           return o;
         }),
       };

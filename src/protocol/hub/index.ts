@@ -2,3 +2,5 @@
 export * from './messages.js';
 export * from './codec.js';
 export * from './resources.js';
+export * from './devices.js';
+export * from './status-detail.js';

@@ -75,6 +75,8 @@ export interface StatusEntry {
   readonly message?: string;
   readonly observedVersion?: number;
   readonly at: number;
+  /** A small JSON object (status-detail.ts), e.g. a Device's reported twins (issue #6). */
+  readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 export interface HubHello {

@@ -22,7 +22,8 @@
  * fields are refused, not ignored; every problem of a document is reported together (convention 7).
  */
 import { EdgewardError } from '../../identity/index.js';
-import { isNodeName } from '../../attestation/index.js';
+import { DEFAULT_DEVICE_NAMESPACE, isDeviceName, isNodeName } from '../../attestation/index.js';
+import { deviceModelSpecProblems, deviceSpecProblems, revokedBeforeProblems } from './devices.js';
 
 export const RESOURCE_KINDS = ['Workload', 'ConfigMap', 'Secret', 'Device', 'DeviceModel'] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
@@ -46,9 +47,6 @@ export const MAX_RESOURCE_SPEC_DEPTH = 16;
 export const MAX_RESOURCE_NODES = 1000;
 /** The target that means "every node"; it must be the only item of `metadata.nodes`. */
 export const ALL_NODES = '*';
-/** Most problems listed in one ResourceError (the count says how many there were). */
-export const MAX_RESOURCE_PROBLEMS = 20;
-
 /** A validated operator document: `data` is the wire form (see the file comment). */
 export interface ResourceDocument {
   readonly kind: ResourceKind;
@@ -58,22 +56,8 @@ export interface ResourceDocument {
   readonly data: Record<string, unknown>;
 }
 
-/** `resource/invalid`: a document, a resource's data or a kind name does not satisfy the resource rules. */
-export type ResourceErrorCode = 'resource/invalid';
-export class ResourceError extends EdgewardError<ResourceErrorCode> {
-  /** Every problem found (`field: what is wrong`), in document order. */
-  readonly problems: readonly string[];
-  constructor(problems: readonly string[], options?: { prefix?: string; cause?: unknown }) {
-    const shown = problems.slice(0, MAX_RESOURCE_PROBLEMS);
-    const more = problems.length > shown.length ? `; and ${problems.length - shown.length} more` : '';
-    const head = options?.prefix === undefined ? '' : `${options.prefix}: `;
-    super('resource/invalid', `${head}${shown.join('; ')}${more}`, {
-      ...(options?.cause === undefined ? {} : { cause: options.cause }),
-      detail: { problems: problems.length },
-    });
-    this.problems = Object.freeze([...problems]);
-  }
-}
+export { ResourceError, MAX_RESOURCE_PROBLEMS, type ResourceErrorCode } from './resource-error.js';
+import { ResourceError, MAX_RESOURCE_PROBLEMS } from './resource-error.js';
 
 type Obj = Record<string, unknown>;
 
@@ -102,6 +86,28 @@ export function isResourceKind(x: unknown): x is ResourceKind {
 
 export function isResourceName(x: unknown): x is string {
   return typeof x === 'string' && x.length <= 253 && RESOURCE_NAME_PATTERN.test(x);
+}
+
+/** Kinds whose names are `NAMESPACE/NAME` (issue #6: Device, DeviceModel; src/attestation device-name.ts). */
+export const NAMESPACED_RESOURCE_KINDS: readonly ResourceKind[] = ['Device', 'DeviceModel'];
+
+export function isNamespacedKind(kind: ResourceKind): boolean {
+  return kind === 'Device' || kind === 'DeviceModel';
+}
+
+/**
+ * A resource name as an operator types it: for a namespaced kind a bare NAME means `default/NAME`; undefined
+ * when the text is not a valid name of `kind`.
+ */
+export function normalizeResourceName(kind: ResourceKind, text: unknown): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  const full = isNamespacedKind(kind) && !text.includes('/') ? `${DEFAULT_DEVICE_NAMESPACE}/${text}` : text;
+  return isResourceNameOf(kind, full) ? full : undefined;
+}
+
+/** A valid name for a resource of `kind`: `NAMESPACE/NAME` for namespaced kinds, else a DNS-1123 subdomain. */
+export function isResourceNameOf(kind: ResourceKind, x: unknown): x is string {
+  return isNamespacedKind(kind) ? isDeviceName(x) : isResourceName(x);
 }
 
 export function isResourceDataKey(x: unknown): x is string {
@@ -284,7 +290,11 @@ function dataProblems(kind: ResourceKind, data: unknown, path: string): string[]
   const problems: string[] = [];
   if (!isPlainObject(data)) return [`${path}: must be a mapping (got ${kindOf(data)})`];
   const member = wireMember(kind);
-  for (const k of Object.keys(data)) if (k !== member) problems.push(`${path}: unknown field ${show(k)} (a ${kind} has only ${member})`);
+  for (const k of Object.keys(data)) {
+    if (k === member || (kind === 'Device' && k === 'revokedBefore')) continue;
+    problems.push(`${path}: unknown field ${show(k)} (a ${kind} has only ${member}${kind === 'Device' ? ' and revokedBefore' : ''})`);
+  }
+  if (kind === 'Device' && Object.prototype.hasOwnProperty.call(data, 'revokedBefore')) problems.push(...revokedBeforeProblems(data['revokedBefore'], `${path}.revokedBefore`));
   if (!Object.prototype.hasOwnProperty.call(data, member)) {
     problems.push(`${path}.${member}: missing`);
     return problems;
@@ -294,7 +304,11 @@ function dataProblems(kind: ResourceKind, data: unknown, path: string): string[]
   const inner = data[member];
   if (member === 'spec') {
     if (!isPlainObject(inner)) problems.push(`${path}.spec: must be a mapping (got ${kindOf(inner)})`);
-    else walkJson(inner, `${path}.spec`, 1, b);
+    else {
+      walkJson(inner, `${path}.spec`, 1, b);
+      if (b.found === 0 && kind === 'Device') problems.push(...deviceSpecProblems(inner, `${path}.spec`));
+      if (b.found === 0 && kind === 'DeviceModel') problems.push(...deviceModelSpecProblems(inner, `${path}.spec`));
+    }
   } else {
     walkStringMap(inner, `${path}.data`, b, kind === 'Secret');
   }
@@ -387,19 +401,39 @@ export function parseResourceDocument(doc: unknown): ResourceDocument {
   if (meta === undefined) problems.push('metadata: missing (with name and nodes)');
   else if (!isPlainObject(meta)) problems.push(`metadata: must be a mapping (got ${kindOf(meta)})`);
   else {
-    checkMembers(meta, ['name', 'nodes'], 'metadata', problems);
+    const namespaced = kind !== undefined && isNamespacedKind(kind);
+    checkMembers(meta, namespaced ? ['name', 'namespace', 'nodes'] : ['name', 'nodes'], 'metadata', problems);
     const n = meta['name'];
     if (n === undefined) problems.push('metadata.name: missing');
     else if (!isResourceName(n)) problems.push(`metadata.name: ${show(n)} must be a DNS-1123 subdomain: 1-253 of [a-z0-9.-], starting and ending with [a-z0-9]`);
     else name = n;
-    nodes = parseNodes(meta['nodes'], problems);
+    if (namespaced) {
+      const ns = meta['namespace'] ?? DEFAULT_DEVICE_NAMESPACE;
+      if (typeof ns !== 'string' || !isDeviceName(`${ns}/x`)) problems.push(`metadata.namespace: ${show(ns)} must be a DNS label: 1-63 of [a-z0-9-], starting and ending with [a-z0-9]`);
+      else if (name !== undefined) {
+        if (isDeviceName(`${ns}/${name}`)) name = `${ns}/${name}`;
+        else {
+          problems.push(`metadata.name: ${show(name)} is not a valid ${kind} name`);
+          name = undefined;
+        }
+      }
+    }
+    // A Device lives on one node: metadata.nodes is [spec.nodeName] (may be omitted).
+    const deviceNode = kind === 'Device' && isPlainObject(doc['spec']) ? doc['spec']['nodeName'] : undefined;
+    if (kind === 'Device' && meta['nodes'] === undefined) nodes = isNodeName(deviceNode) ? [deviceNode as string] : [];
+    else {
+      nodes = parseNodes(meta['nodes'], problems);
+      if (kind === 'Device' && isNodeName(deviceNode) && (nodes.length !== 1 || nodes[0] !== deviceNode)) {
+        problems.push(`metadata.nodes: a Device is sent to its node only: omit metadata.nodes or make it [${show(deviceNode)}]`);
+      }
+    }
   }
 
   // the kind's body
   let data: Record<string, unknown> | undefined;
   if (kind !== undefined) {
     checkMembers(doc, TOP_LEVEL[kind], '', problems);
-    const body = kind === 'ConfigMap' || kind === 'Secret' ? stringMapBody(kind, doc, problems) : specBody(doc, problems);
+    const body = kind === 'ConfigMap' || kind === 'Secret' ? stringMapBody(kind, doc, problems) : specBody(kind, doc, problems);
     if (body !== undefined) {
       // The fields are valid; what is left to check is the size of the wire form (base64 makes a Secret bigger).
       const size = Buffer.byteLength(JSON.stringify(body), 'utf8');
@@ -447,7 +481,7 @@ function stringMapBody(kind: 'ConfigMap' | 'Secret', doc: Obj, problems: string[
 }
 
 /** `spec` -> `{spec: {...}}` (a copy). Problems of the field itself; size and depth are checked with the wire form. */
-function specBody(doc: Obj, problems: string[]): Record<string, unknown> | undefined {
+function specBody(kind: ResourceKind, doc: Obj, problems: string[]): Record<string, unknown> | undefined {
   if (!Object.prototype.hasOwnProperty.call(doc, 'spec')) {
     problems.push('spec: missing (a mapping; may be empty)');
     return undefined;
@@ -460,6 +494,11 @@ function specBody(doc: Obj, problems: string[]): Record<string, unknown> | undef
   const b = budget(MAX_RESOURCE_DATA_BYTES, problems);
   walkJson(spec, 'spec', 1, b);
   if (b.found > 0) return undefined;
+  const shape = kind === 'Device' ? deviceSpecProblems(spec) : kind === 'DeviceModel' ? deviceModelSpecProblems(spec) : [];
+  if (shape.length > 0) {
+    problems.push(...shape);
+    return undefined;
+  }
   // A deep copy that cannot share structure with the caller's value (JSON.parse defines `__proto__` as an own property).
   return { spec: JSON.parse(JSON.stringify(spec)) as Record<string, unknown> };
 }
@@ -501,6 +540,8 @@ export interface ResourceViewStatus {
   readonly message?: string;
   readonly observedVersion?: number;
   readonly at: number;
+  /** The status entry's detail (a Device: `{twins, lastSeen, state?}`). */
+  readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 /** What the admin method `resource.get` returns per resource, on the cloud (`source: 'cloud'`) and on an edge (`'edge'`). */

@@ -7,6 +7,7 @@
  * `v`, `kind`, unknown members, missing members, then each member in the order the type lists them.
  */
 import { EdgewardError, MAX_CERT_BYTES, MAX_CSR_BYTES, SpiffeId } from '../../identity/index.js';
+import { isDeviceName } from '../../attestation/index.js';
 import { parseBoundedJson, utf8LengthExceeds } from '../json-text.js';
 import { NodeApiError, type NodeApiErrorCode } from './errors.js';
 import {
@@ -29,6 +30,7 @@ import {
   MAX_NODE_API_SELECTOR_LENGTH,
   MAX_NODE_API_SVIDS,
   MIN_NODE_API_JWT_TTL_MS,
+  NODE_API_DEVICE_TOKEN_PATTERN,
   NODE_API_ENTRY_ID_PATTERN,
   NODE_API_ERROR_CODE_PATTERN,
   NODE_API_KINDS,
@@ -103,6 +105,12 @@ function chain(x: unknown, name: string): Buffer[] {
 
 function bundleText(x: unknown): string {
   if (typeof x !== 'string' || x.length === 0) fail('node-api/bad-field', 'bundle must be a non-empty string (SPIFFE bundle JSON)');
+  return x;
+}
+
+/** A device name `NAMESPACE/NAME` (src/attestation device-name.ts). */
+function deviceName(x: unknown): string {
+  if (!isDeviceName(x)) fail('node-api/bad-field', 'device must be a device name NAMESPACE/NAME');
   return x;
 }
 
@@ -307,6 +315,30 @@ function decodeObject(o: Obj): NodeApiMessage {
       if (!JWS_COMPACT.test(token)) fail('node-api/bad-field', 'token is not a JWS compact serialisation');
       return { v, kind: k, token, expiresAt: integer(o['expiresAt'], 'expiresAt', 0, Number.MAX_SAFE_INTEGER) };
     }
+    case 'device.enroll': {
+      checkMembersOpt(o, ['csr'], ['device', 'token', 'factoryChainDer'], k, true);
+      const csr = bytes(o['csr'], 'csr', MAX_CSR_BYTES);
+      if (has(o, 'token') === has(o, 'factoryChainDer')) fail('node-api/bad-field', 'device.enroll carries exactly one of token and factoryChainDer');
+      const device = has(o, 'device') ? deviceName(o['device']) : undefined;
+      if (has(o, 'factoryChainDer')) {
+        if (device === undefined) fail('node-api/missing-field', 'device.enroll: missing field device (required with factoryChainDer)');
+        return { v, kind: k, device, csr, factoryChainDer: chain(o['factoryChainDer'], 'factoryChainDer') };
+      }
+      const token = str(o['token'], 'token', NODE_API_DEVICE_TOKEN_PATTERN);
+      return device === undefined ? { v, kind: k, csr, token } : { v, kind: k, device, csr, token };
+    }
+    case 'device.renew':
+      checkMembers(o, ['device', 'csr', 'svidChainDer'], k);
+      return { v, kind: k, device: deviceName(o['device']), csr: bytes(o['csr'], 'csr', MAX_CSR_BYTES), svidChainDer: chain(o['svidChainDer'], 'svidChainDer') };
+    case 'device.svid':
+      checkMembers(o, ['device', 'svidChainDer', 'expiresAt'], k);
+      return {
+        v,
+        kind: k,
+        device: deviceName(o['device']),
+        svidChainDer: chain(o['svidChainDer'], 'svidChainDer'),
+        expiresAt: integer(o['expiresAt'], 'expiresAt', 0, Number.MAX_SAFE_INTEGER),
+      };
     case 'error': {
       checkMembers(o, ['code', 'message'], k);
       const code = o['code'];
@@ -421,6 +453,17 @@ function toWire(m: NodeApiMessage): Obj {
         : { v, kind: m.kind, entryId: m.entryId, audience: m.audience, ttlMs: m.ttlMs };
     case 'jwt.result':
       return { v, kind: m.kind, token: m.token, expiresAt: m.expiresAt };
+    case 'device.enroll': {
+      const w: Obj = { v, kind: m.kind, csr: b64(m.csr) };
+      if (m.device !== undefined) w['device'] = m.device;
+      if (m.token !== undefined) w['token'] = m.token;
+      if (m.factoryChainDer !== undefined) w['factoryChainDer'] = m.factoryChainDer.map(b64);
+      return w;
+    }
+    case 'device.renew':
+      return { v, kind: m.kind, device: m.device, csr: b64(m.csr), svidChainDer: m.svidChainDer.map(b64) };
+    case 'device.svid':
+      return { v, kind: m.kind, device: m.device, svidChainDer: m.svidChainDer.map(b64), expiresAt: m.expiresAt };
     case 'error':
       return { v, kind: m.kind, code: m.code, message: m.message };
     default:

@@ -14,6 +14,14 @@
  *   edge -> cloud  svids.request {csrs: [{entryId, csr}]}  cloud -> edge  svids.result {svids: [{entryId, svidChainDer}]}
  *   edge -> cloud  entries.request {}                   cloud -> edge  entries.result {entries: NodeEntry[]}
  *   edge -> cloud  jwt.request {entryId, audience, ttlMs?}  cloud -> edge  jwt.result {token, expiresAt}
+ *   edge -> cloud  device.enroll {device?, csr, token? | factoryChainDer?}   cloud -> edge  device.svid {device, svidChainDer, expiresAt}
+ *   edge -> cloud  device.renew {device, csr, svidChainDer}                  cloud -> edge  device.svid
+ *
+ * Devices (issue #6): the edge's enrolment endpoint relays a device's CSR with its proof: a one-time bootstrap
+ * token (checked and consumed by the cloud), or the device's manufacturer certificate chain (the edge saw the
+ * device prove possession of its key in the TLS handshake; the cloud checks the chain against the model's
+ * factory CAs), or, to renew, the device's current SVID (presented to the edge over mTLS). The cloud signs
+ * only for a device assigned to the calling node.
  *
  * Size bounds (architecture.md 9): what an edge sends is at most 64 KiB (`MAX_NODE_API_MESSAGE_BYTES`);
  * what the cloud sends may be up to 4 MiB (`MAX_NODE_API_RESULT_BYTES`: 64 SVID chains, or the entries
@@ -81,6 +89,9 @@ export const NODE_API_KINDS = [
   'entries.result',
   'jwt.request',
   'jwt.result',
+  'device.enroll',
+  'device.renew',
+  'device.svid',
   'error',
 ] as const;
 export type NodeApiKind = (typeof NODE_API_KINDS)[number];
@@ -204,6 +215,42 @@ export interface JwtResultMessage {
   expiresAt: number;
 }
 
+/** Longest bootstrap token text (`ewdt_` + base64url of 32 bytes is 48). */
+export const MAX_NODE_API_DEVICE_TOKEN_LENGTH = 128;
+/** Bootstrap tokens: printable, no spaces (the cloud decides what is valid). */
+export const NODE_API_DEVICE_TOKEN_PATTERN = /^[A-Za-z0-9_.~-]{16,128}$/;
+
+export interface DeviceEnrollMessage {
+  v: V;
+  kind: 'device.enroll';
+  /** `NAMESPACE/NAME`; required with factoryChainDer, optional with a token (the token names its device). */
+  device?: string;
+  /** PKCS#10 DER of the device's new key (the key never leaves the device). */
+  csr: Buffer;
+  /** A one-time bootstrap token (`edgeward device token`). Exactly one of token / factoryChainDer. */
+  token?: string;
+  /** The manufacturer certificate chain the device presented in the TLS handshake, leaf first. */
+  factoryChainDer?: Buffer[];
+}
+
+export interface DeviceRenewMessage {
+  v: V;
+  kind: 'device.renew';
+  device: string;
+  csr: Buffer;
+  /** The device's current X509-SVID (leaf first), presented to the edge over mTLS. */
+  svidChainDer: Buffer[];
+}
+
+export interface DeviceSvidMessage {
+  v: V;
+  kind: 'device.svid';
+  device: string;
+  svidChainDer: Buffer[];
+  /** The SVID's NotAfter, epoch ms. */
+  expiresAt: number;
+}
+
 export interface NodeApiErrorMessage {
   v: V;
   kind: 'error';
@@ -225,6 +272,9 @@ export type NodeApiMessage =
   | EntriesResultMessage
   | JwtRequestMessage
   | JwtResultMessage
+  | DeviceEnrollMessage
+  | DeviceRenewMessage
+  | DeviceSvidMessage
   | NodeApiErrorMessage;
 
 /** What an edge sends. */
@@ -235,6 +285,8 @@ export type EdgeToCloudMessage =
   | SvidsRequestMessage
   | EntriesRequestMessage
   | JwtRequestMessage
+  | DeviceEnrollMessage
+  | DeviceRenewMessage
   | NodeApiErrorMessage;
 /** What the cloud sends. */
 export type CloudToEdgeMessage =
@@ -244,6 +296,7 @@ export type CloudToEdgeMessage =
   | SvidsResultMessage
   | EntriesResultMessage
   | JwtResultMessage
+  | DeviceSvidMessage
   | NodeApiErrorMessage;
 
 export const EDGE_TO_CLOUD_KINDS: readonly EdgeToCloudMessage['kind'][] = [
@@ -253,6 +306,8 @@ export const EDGE_TO_CLOUD_KINDS: readonly EdgeToCloudMessage['kind'][] = [
   'svids.request',
   'entries.request',
   'jwt.request',
+  'device.enroll',
+  'device.renew',
   'error',
 ];
 export const CLOUD_TO_EDGE_KINDS: readonly CloudToEdgeMessage['kind'][] = [
@@ -262,6 +317,7 @@ export const CLOUD_TO_EDGE_KINDS: readonly CloudToEdgeMessage['kind'][] = [
   'svids.result',
   'entries.result',
   'jwt.result',
+  'device.svid',
   'error',
 ];
 

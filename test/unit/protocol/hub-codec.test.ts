@@ -38,6 +38,8 @@ describe('hub codec: round trips', () => {
     { v: 1, kind: 'ack', items: [{ kind: 'ConfigMap', name: 'app', version: 3 }], inventory: true },
     { v: 1, kind: 'ack', items: [{ kind: 'ConfigMap', name: 'app', version: 3 }, { kind: 'Secret', name: 'db', version: 9, deleted: true }] },
     { v: 1, kind: 'status', entries: [{ seq: 1, kind: 'ConfigMap', name: 'app', phase: 'Stored', observedVersion: 3, at: 1 }, { seq: 2, kind: 'Node', name: 'edge-1', phase: 'Started', message: 'boot', at: 2 }] },
+    // issue #6: a Device (NAMESPACE/NAME) with its reported twins as the detail
+    { v: 1, kind: 'status', entries: [{ seq: 3, kind: 'Device', name: 'plant-a/t-1', phase: 'Online', observedVersion: 2, at: 3, detail: { twins: { t: { value: '1', at: 3 } }, lastSeen: 3 } }] },
   ];
   const cloud: CloudToEdgeHubMessage[] = [
     { v: 1, kind: 'welcome', node: 'edge-1', sessionId: 'abcdefghijklmnop', heartbeatMs: 10_000, resync: false },
@@ -107,6 +109,10 @@ describe('hub codec: hostile frames', () => {
       '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"ConfigMap","name":"a","phase":"stored","at":1}]}',
       '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"Node","name":"-bad-","phase":"Up","at":1}]}',
       '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"ConfigMap","name":"a","phase":"Up","at":-1}]}',
+      '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"Device","name":"a","phase":"Up","at":1}]}',
+      '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"ConfigMap","name":"ns/a","phase":"Up","at":1}]}',
+      '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"Device","name":"ns/a","phase":"Up","at":1,"detail":[]}]}',
+      '{"v":1,"kind":"status","entries":[{"seq":1,"kind":"Device","name":"ns/a","phase":"Up","at":1,"detail":{"x":"' + 'y'.repeat(9000) + '"}}]}',
     ];
     for (const t of bad) expect([t, code(() => decodeEdgeToCloudHub(t))]).toEqual([t, 'hub/bad-field']);
     const items = Array.from({ length: MAX_HUB_ACK_ITEMS + 1 }, () => ({ kind: 'ConfigMap', name: 'a', version: 1 }));

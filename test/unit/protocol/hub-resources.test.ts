@@ -66,14 +66,41 @@ describe('parseResourceDocument: valid documents and their wire form', () => {
     validateResourceData('Secret', d.data);
   });
 
-  it('Workload, Device and DeviceModel carry a JSON spec (copied, not shared)', () => {
-    for (const kind of ['Workload', 'Device', 'DeviceModel'] as const) {
-      const spec = { image: 'nginx', replicas: 2, ports: [80, 443], env: { A: null, B: true } };
-      const d = parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind, metadata: { name: 'x.y-1', nodes: ['n1'] }, spec });
-      expect(d.data).toEqual({ spec });
-      spec.replicas = 3;
-      expect((d.data['spec'] as { replicas: number }).replicas).toBe(2);
-    }
+  it('a Workload carries a JSON spec (copied, not shared)', () => {
+    const spec = { image: 'nginx', replicas: 2, ports: [80, 443], env: { A: null, B: true } };
+    const d = parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Workload', metadata: { name: 'x.y-1', nodes: ['n1'] }, spec });
+    expect(d.data).toEqual({ spec });
+    spec.replicas = 3;
+    expect((d.data['spec'] as { replicas: number }).replicas).toBe(2);
+  });
+
+  it('Device and DeviceModel are namespaced (NAMESPACE/NAME, default "default") and their specs are checked (issue #6)', () => {
+    const m = parseResourceDocument({
+      apiVersion: 'edgeward.io/v1',
+      kind: 'DeviceModel',
+      metadata: { name: 'thermo', nodes: ['*'] },
+      spec: { properties: [{ name: 'temperature', type: 'FLOAT', accessMode: 'ReadOnly', minimum: -50, maximum: 150 }] },
+    });
+    expect(m.name).toBe('default/thermo');
+    const spec = { deviceModelRef: { name: 'thermo' }, nodeName: 'edge-1', properties: [{ name: 'temperature', desired: { value: '21.5' } }] };
+    const d = parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Device', metadata: { name: 't-1', namespace: 'plant-a' }, spec });
+    expect(d.name).toBe('plant-a/t-1');
+    // A Device is sent to its node only: metadata.nodes defaults to [spec.nodeName] and may not say otherwise.
+    expect(d.nodes).toEqual(['edge-1']);
+    expect(d.data).toEqual({ spec });
+    expect(problemsOf(() => parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Device', metadata: { name: 't', nodes: ['edge-2'] }, spec })).join()).toMatch(/metadata\.nodes/);
+    // The shape is KubeEdge's v1beta1 subset; anything else is refused, every problem together.
+    const p = problemsOf(() =>
+      parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Device', metadata: { name: 't', namespace: 'Bad_NS' }, spec: { deviceModelRef: {}, properties: [{ name: 'a/b', desired: { value: 3 } }], x: 1 } }),
+    );
+    expect(p.join('\n')).toMatch(/metadata\.namespace/);
+    expect(p.join('\n')).toMatch(/deviceModelRef\.name/);
+    expect(p.join('\n')).toMatch(/nodeName/);
+    expect(p.join('\n')).toMatch(/properties\[0\]\.name/);
+    expect(p.join('\n')).toMatch(/desired\.value: must be a string/);
+    expect(p.join('\n')).toMatch(/unknown field "x"/);
+    // metadata.namespace is only for namespaced kinds
+    expect(problemsOf(() => parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Workload', metadata: { name: 'w', namespace: 'a', nodes: ['n'] }, spec: {} })).join()).toMatch(/unknown field "namespace"/);
   });
 
   it('a spec exactly MAX_RESOURCE_SPEC_DEPTH deep is accepted', () => {
@@ -83,7 +110,7 @@ describe('parseResourceDocument: valid documents and their wire form', () => {
 
   it('a __proto__ key is plain data, never a prototype', () => {
     const spec = JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>;
-    const d = parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Device', metadata: { name: 'd', nodes: ['n'] }, spec });
+    const d = parseResourceDocument({ apiVersion: 'edgeward.io/v1', kind: 'Workload', metadata: { name: 'd', nodes: ['n'] }, spec });
     const s = d.data['spec'] as Record<string, unknown>;
     expect(Object.keys(s)).toEqual(['__proto__']);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
@@ -221,7 +248,11 @@ describe('validateResourceData: the wire form checked by both sides', () => {
   it('accepts exactly {data} for ConfigMap/Secret and {spec} for the others', () => {
     validateResourceData('ConfigMap', { data: { a: 'b' } });
     validateResourceData('Secret', { data: { a: 'Yg==' } });
-    validateResourceData('Device', { spec: {} });
+    validateResourceData('Workload', { spec: {} });
+    validateResourceData('Device', { spec: { deviceModelRef: { name: 'm' }, nodeName: 'n' }, revokedBefore: 1 });
+    expect(problemsOf(() => validateResourceData('Device', { spec: {} })).join()).toMatch(/deviceModelRef/);
+    expect(problemsOf(() => validateResourceData('Device', { spec: { deviceModelRef: { name: 'm' }, nodeName: 'n' }, revokedBefore: -1 })).join()).toMatch(/revokedBefore/);
+    expect(problemsOf(() => validateResourceData('DeviceModel', { spec: {}, revokedBefore: 1 })).join()).toMatch(/unknown field "revokedBefore"/);
     expect(problemsOf(() => validateResourceData('ConfigMap', { spec: {} })).join()).toMatch(/unknown field "spec"/);
     expect(problemsOf(() => validateResourceData('ConfigMap', {})).join()).toMatch(/data\.data: missing/);
     expect(problemsOf(() => validateResourceData('Secret', { data: { a: 'plain text' } })).join()).toMatch(/base64/);

@@ -71,6 +71,13 @@ const newSamples: NodeApiMessage[] = [
   { v: 1, kind: 'jwt.result', token: JWT, expiresAt: 1_900_000_000_000 },
 ];
 samples.push(...newSamples);
+/** Devices (issue #6). */
+samples.push(
+  { v: 1, kind: 'device.enroll', csr: CSR, token: 'ewdt_abcdefghijklmnopqrstuvwxyz012345' },
+  { v: 1, kind: 'device.enroll', device: 'plant-a/t-1', csr: CSR, factoryChainDer: [CERT, CERT] },
+  { v: 1, kind: 'device.renew', device: 'default/t-2', csr: CSR, svidChainDer: [CERT] },
+  { v: 1, kind: 'device.svid', device: 'default/t-2', svidChainDer: [CERT], expiresAt: 1_900_000_000_000 },
+);
 
 /** A valid wire object for each kind, to be mutated by the hostile cases. */
 const wire = (kind: string): Record<string, unknown> => JSON.parse(encodeNodeApiMessage(samples.find((s) => s.kind === kind)!)) as Record<string, unknown>;
@@ -134,11 +141,15 @@ describe('node API round trips', () => {
       'entries.result': (m) => String(m.entries.length),
       'jwt.request': (m) => `${m.entryId}:${m.ttlMs ?? '-'}`,
       'jwt.result': (m) => String(m.expiresAt),
+      'device.enroll': (m) => m.device ?? '-',
+      'device.renew': (m) => m.device,
+      'device.svid': (m) => m.device,
       error: (m) => m.code,
     };
     expect(samples.map((m) => matchNodeApiMessage(m, handlers))).toEqual([
       'edge-1', 'edge-1', SESSION, SESSION, 'true', String(CSR.length), BUNDLE, 'e1,web.prod_2', '1', '0', 'join-token/expired',
       'entries.request', '2', '0', 'web:-', 'web:60000', '1900000000000',
+      '-', 'plant-a/t-1', 'default/t-2', 'default/t-2',
     ]);
     // @ts-expect-error a table without the 'error' handler does not compile (exhaustive by construction)
     const partial: NodeApiHandlers<string> = { ...handlers, error: undefined };
@@ -372,5 +383,25 @@ describe('entries and JWT-SVID messages (issue #4: the joined edge)', () => {
     expectCode(text({ ...r, expiresAt: 1.5 }), 'node-api/bad-field', decodeCloudToEdge);
     expectCode(text({ ...r, expiresAt: '1' }), 'node-api/bad-field', decodeCloudToEdge);
     expectCode(text({ ...r, exp: 1 }), 'node-api/unknown-field', decodeCloudToEdge);
+  });
+});
+
+describe('device messages (issue #6)', () => {
+  it('device.enroll carries exactly one proof; a factory chain needs the device name', () => {
+    const base = { v: 1, kind: 'device.enroll', csr: CSR.toString('base64') };
+    expectCode(text({ ...base }), 'node-api/bad-field');
+    expectCode(text({ ...base, token: 'ewdt_abcdefghijklmnopqrstuvwxyz012345', factoryChainDer: [CERT.toString('base64')] }), 'node-api/bad-field');
+    expectCode(text({ ...base, factoryChainDer: [CERT.toString('base64')] }), 'node-api/missing-field');
+    expectCode(text({ ...base, token: 'short' }), 'node-api/bad-field');
+    expectCode(text({ ...base, token: 'ewdt_abcdefghijklmnopqrstuvwxyz012345', device: 'no-namespace' }), 'node-api/bad-field');
+    expectCode(text({ ...base, token: 'ewdt_abcdefghijklmnopqrstuvwxyz012345', extra: 1 }), 'node-api/unknown-field');
+  });
+
+  it('device names are NAMESPACE/NAME in renew and results', () => {
+    const w = wire('device.renew');
+    expectCode(text({ ...w, device: '../x' }), 'node-api/bad-field');
+    expectCode(text({ ...w, svidChainDer: [] }), 'node-api/bad-field');
+    const r = wire('device.svid');
+    expectCode(text({ ...r, expiresAt: -1 }), 'node-api/bad-field');
   });
 });
