@@ -23,6 +23,7 @@ import { jwtFetchCommand, jwtValidateCommand } from './commands/jwt.js';
 import { bundleShowCommand } from './commands/bundle.js';
 import { cloudStartCommand } from './commands/cloud-start.js';
 import { tokenCreateCommand } from './commands/token.js';
+import { deviceRevokeCommand, deviceTokenCommand } from './commands/device.js';
 import { nodeBanCommand, nodeEvictCommand, nodeListCommand, nodeShowCommand, nodeUnbanCommand } from './commands/node.js';
 import { applyCommand, deleteCommand, getCommand } from './commands/resource.js';
 import { CliUsageError } from './errors.js';
@@ -45,6 +46,8 @@ export const COMMANDS: readonly Command[] = [
   bundleShowCommand,
   cloudStartCommand,
   tokenCreateCommand,
+  deviceTokenCommand,
+  deviceRevokeCommand,
   nodeListCommand,
   nodeShowCommand,
   nodeBanCommand,

@@ -26,6 +26,7 @@
  * rateLimit: { attestBurst: 5, attestPerSecond: 1, maxSources: 10000 }
  * server: { maxConnections: 25000, headersTimeout: 10s, requestTimeout: 30s, keepAliveTimeout: 60s }
  * hub: { maxSessions: 20000 }
+ * devices: { svidTtl: 24h }   # device X509-SVID lifetime (issue #6); at most caTtl/6
  * ```
  *
  * `server.maxConnections` counts every TLS connection of the node API listener, hub WebSockets included
@@ -44,6 +45,7 @@
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { DEFAULT_DEVICE_SVID_TTL_MS } from './devices/index.js';
 import { certsFromPem, collectProblems, EdgewardError, isLogLevel, parseDuration, STRICT_YAML_OPTIONS, TrustDomain, type LogLevel } from '../identity/index.js';
 import { createX509PopTrust, isEkHash, isNodeName, parseManufacturerCa } from '../attestation/index.js';
 
@@ -107,6 +109,11 @@ export interface CloudConfig {
   };
   /** The hub (issue #5): one WebSocket session per edge node. */
   readonly hub: { readonly maxSessions: number };
+  /**
+   * Devices (issue #6): lifetime of device X509-SVIDs (default 24 h, or caTtl/6 when that is shorter; an
+   * explicit value must be at most caTtl/6). The CA's X509-SVID maximum is raised to it.
+   */
+  readonly devices: { readonly svidTtlMs: number };
   readonly logLevel: CloudLogLevel;
   /** `unix:///PATH` of an external SPIFFE Workload API: SPIRE mode (docs/spire.md); also from SPIFFE_ENDPOINT_SOCKET. */
   readonly spiffeSocket: string | undefined;
@@ -121,6 +128,8 @@ export interface CloudConfigInput {
   spiffeSocket?: string | undefined;
   caTtl?: string | undefined;
   nodeSvidTtl?: string | undefined;
+  /** `--device-svid-ttl` (issue #6). */
+  deviceSvidTtl?: string | undefined;
   x509popCaBundle?: string | undefined;
   tpmEkCaBundle?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
@@ -156,7 +165,9 @@ const FILE_KEYS = [
   'rateLimit',
   'server',
   'hub',
+  'devices',
 ] as const;
+const DEVICES_KEYS = ['svidTtl'] as const;
 const HUB_KEYS = ['maxSessions'] as const;
 /** Default `server.maxConnections`: the default hub sessions and room for the node API's requests. */
 const DEFAULT_MAX_CONNECTIONS = 25_000;
@@ -437,6 +448,20 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
   });
   if (hub.maxSessions > server.maxConnections) problems.push('config file hub.maxSessions must not exceed server.maxConnections (every hub session is a connection)');
 
+  const devObj = fileObject('devices') ?? {};
+  unknownKeys(devObj, DEVICES_KEYS, 'config file devices');
+  const deviceTtlText = input.deviceSvidTtl ?? fileString('svidTtl', devObj, 'config file devices');
+  let deviceSvidTtlMs = Math.min(DEFAULT_DEVICE_SVID_TTL_MS, Math.floor(caTtlMs / 6));
+  if (deviceTtlText !== undefined) {
+    const what = input.deviceSvidTtl !== undefined ? '--device-svid-ttl' : 'config file devices.svidTtl';
+    const t = take(() => parseDuration(deviceTtlText, { min: 60_000, max: 7 * DAY }), what);
+    if (t !== undefined) {
+      if (caTtlMs < 6 * t) problems.push(`${what}: caTtl must be at least 6x the device SVID TTL, reference spiffe.md 3`);
+      deviceSvidTtlMs = t;
+    }
+  }
+  const devices = Object.freeze({ svidTtlMs: deviceSvidTtlMs });
+
   if (problems.length > 0 || trustDomain === undefined || dataDir === undefined || adminSocketPath === undefined || listen === undefined) {
     throw new CloudConfigError(problems.length > 0 ? problems : ['invalid configuration']);
   }
@@ -455,6 +480,7 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
     rateLimit,
     server,
     hub,
+    devices,
     logLevel: levelText as CloudLogLevel,
     spiffeSocket,
     configFile,

@@ -22,3 +22,4 @@ export { runCloud, CloudError, type CloudDeps, type CloudErrorCode, type CloudLo
 export * from './node-service/index.js';
 export * from './resources/index.js';
 export * from './hub/index.js';
+export * from './devices/index.js';

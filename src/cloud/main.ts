@@ -4,6 +4,7 @@
  * them in reverse. Rejects (never exits) when a part cannot start.
  *
  * Data dir layout (DIR, 0700): `cloud.db` (0600), `resources.db` (0600, the resource store of the hub),
+ * `devices.db` (0600, device bootstrap tokens, issue #6),
  * `keys/` (0700, CA and JWT keys 0600), `admin/admin.sock` (0600 in a 0700 dir). The cloud SVID key is in
  * memory only.
  *
@@ -17,7 +18,7 @@ import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { bundleDigest, EdgewardError, type Clock, type StateFiles } from '../identity/index.js';
-import { WorkloadApiX509Source, type OpenAdminSocket } from '../protocol/index.js';
+import { WorkloadApiX509Source, type AdminHandlers, type OpenAdminSocket } from '../protocol/index.js';
 import {
   entryToDocument,
   createJoinTokenAttestor,
@@ -36,6 +37,7 @@ import { createCloudAdminHandlers } from './admin/index.js';
 import { createResourceAdminHandlers, createResourceStore } from './resources/index.js';
 import { createCloudHub } from './hub/index.js';
 import { createNodeService, createSpireNodeService, type NodeService } from './node-service/index.js';
+import { createDeviceAdminHandlers, createDeviceIssuer, DeviceError, openDeviceTokenStore, type DeviceAdminHandlers } from './devices/index.js';
 import type { CloudCa, CloudIdentity } from './ca/index.js';
 import { formatListenAddress, type CloudConfig } from './config.js';
 
@@ -140,6 +142,8 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
       onListenerError: (e) => log.error({ event: 'cloud.resource_listener_failed', ...errFields(e) }, 'resource change listener failed'),
     });
     closers.push(() => resources.close());
+    const deviceTokens = openDeviceTokenStore(join(config.dataDir, 'devices.db'), { files: deps.files });
+    closers.push(() => deviceTokens.close());
 
     let ca: CloudCa | undefined;
     let identity: CloudIdentity;
@@ -152,7 +156,8 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
       const source = identity;
       service = createSpireNodeService({ trustDomain: config.trustDomain, store, bundles: () => source.bundles(), clock, logger: log });
     } else {
-      const maxX509 = Math.max(config.nodeSvidTtlMs, config.maxWorkloadSvidTtlMs);
+      // Device SVIDs (issue #6) live devices.svidTtl (24 h by default): the CA must allow it (config keeps caTtl >= 6x).
+      const maxX509 = Math.max(config.nodeSvidTtlMs, config.maxWorkloadSvidTtlMs, config.devices.svidTtlMs);
       const embedded = openCloudCa({
         trustDomain: config.trustDomain,
         store,
@@ -182,6 +187,14 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
           capacity: config.rateLimit.attestBurst,
           refillPerSecond: config.rateLimit.attestPerSecond,
           maxKeys: config.rateLimit.maxSources,
+        }),
+        devices: createDeviceIssuer({
+          trustDomain: config.trustDomain,
+          resources,
+          tokens: deviceTokens,
+          ca: embedded.manager,
+          svidTtlMs: config.devices.svidTtlMs,
+          logger: log,
         }),
       });
     }
@@ -245,11 +258,24 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
       }
       hub.nudgeEntries(node);
     };
+    // Device tokens and revocation (issue #6). SPIRE mode issues no device SVIDs, so it makes no tokens.
+    const deviceAdmin: DeviceAdminHandlers = spire
+      ? {
+          'device.token': () => {
+            throw new DeviceError('device/not-served', 'this cloud runs in SPIRE mode (--spiffe-socket): it does not issue device SVIDs');
+          },
+          'device.revoke': () => {
+            throw new DeviceError('device/not-served', 'this cloud runs in SPIRE mode (--spiffe-socket): it does not issue device SVIDs');
+          },
+        }
+      : createDeviceAdminHandlers({ resources, tokens: deviceTokens, clock, logger: log, bundleDigest: () => bundleDigest(identity.bundle()) });
     const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,
       handlers: {
         ...createResourceAdminHandlers({ store: resources, clock, logger: log }),
+        // The admin codec's ADMIN_METHODS must list device.token and device.revoke for these to be reachable.
+        ...deviceAdmin,
         ...createCloudAdminHandlers({
           trustDomain: config.trustDomain,
           store,
@@ -300,6 +326,7 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
     const prune = setInterval(() => {
       try {
         store.pruneExpiredTokens(clock.now());
+        deviceTokens.prune(clock.now());
       } catch (e) {
         log.error({ event: 'cloud.prune_failed', ...errFields(e) }, 'token pruning failed');
       }

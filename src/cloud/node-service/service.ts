@@ -65,6 +65,7 @@ import {
   type SvidsRequestMessage,
 } from '../../protocol/index.js';
 import { CloudStoreError, type CloudStore } from '../store/index.js';
+import { DEVICE_HTTP_STATUS, DeviceError, type DeviceIssuer } from '../devices/index.js';
 import { NodeServiceError } from './errors.js';
 import { rateLimitKey } from './source-key.js';
 
@@ -107,6 +108,11 @@ export interface NodeServiceDeps {
   signingRateLimiter?: RateLimiter;
   /** Session ids (default crypto.randomBytes). */
   random?: (n: number) => Buffer;
+  /**
+   * Device X509-SVIDs (issue #6: `device.enroll`, `device.renew`; src/cloud/devices). Absent: those
+   * requests are refused with `device/not-served`.
+   */
+  devices?: DeviceIssuer;
 }
 
 /** An HTTP status and the body to encode (`encodeNodeApiMessage`). */
@@ -142,7 +148,7 @@ export interface NodeService {
 // ------------------------------------------------------------------------------------------ errors -> wire
 
 /** Classes whose codes and messages are written for peers. Anything else becomes `internal`. */
-const PEER_ERRORS = [NodeApiError, NodeServiceError, JoinTokenError, X509PopError, TpmAttestationError, NodeAttestationError, CsrError] as const;
+const PEER_ERRORS = [NodeApiError, NodeServiceError, JoinTokenError, X509PopError, TpmAttestationError, NodeAttestationError, CsrError, DeviceError] as const;
 
 const STATUS: Readonly<Record<string, number>> = {
   'node-api/too-large': 413,
@@ -173,7 +179,7 @@ function isPeerError(e: unknown): e is EdgewardError {
  * nonce...) 403; `internal` 500.
  */
 export function nodeApiHttpStatus(code: string): number {
-  const s = STATUS[code];
+  const s = STATUS[code] ?? DEVICE_HTTP_STATUS[code];
   if (s !== undefined) return s;
   if (code === 'internal') return 500;
   if (code.startsWith('node-api/') || code.startsWith('csr/') || code.endsWith('/malformed')) return 400;
@@ -455,7 +461,26 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
     return { status: 200, message: { v: 1, kind: 'jwt.result', token, expiresAt: jwtExpiry(token) } };
   };
 
-  const dispatch = (m: EdgeToCloudMessage, node: AuthenticatedNode, now: number): NodeReply => {
+  /**
+   * `device.enroll` / `device.renew` (issue #6). A refusal is logged as `security.device_enroll_refused
+   * {device, node, code, reason}` (a token refusal also as `security.device_token_refused` by the issuer).
+   */
+  const device = (m: Extract<EdgeToCloudMessage, { kind: 'device.enroll' | 'device.renew' }>, node: AuthenticatedNode, now: number, source: string): NodeReply => {
+    try {
+      const issuer = deps.devices;
+      if (issuer === undefined) throw new DeviceError('device/not-served', 'this cloud does not issue device SVIDs');
+      const message = m.kind === 'device.enroll' ? issuer.enroll(m, node.nodeName, now) : issuer.renew(m, node.nodeName, now);
+      return { status: 200, message };
+    } catch (e) {
+      const reason = e instanceof EdgewardError ? e.detail?.['reason'] : undefined;
+      return logRefusal(logger, e, 'request', source, node.nodeName, {
+        event: () => 'security.device_enroll_refused',
+        fields: { kind: m.kind, ...(m.device === undefined ? {} : { device: m.device }), ...(reason === undefined ? {} : { reason }) },
+      });
+    }
+  };
+
+  const dispatch = (m: EdgeToCloudMessage, node: AuthenticatedNode, now: number, source: string): NodeReply => {
     switch (m.kind) {
       case 'renew.request': {
         const leaf = issue(node.spiffeId, m.csr, deps.nodeSvidTtlMs, [], now);
@@ -475,8 +500,7 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
         return jwt(m, node, now);
       case 'device.enroll':
       case 'device.renew':
-        // Replaced by the device handlers (issue #6, src/cloud/devices).
-        throw new NodeApiError('node-api/unexpected-kind', `${m.kind} is not served yet`);
+        return device(m, node, now, source);
       case 'attest.begin':
       case 'attest.response':
       case 'error':
@@ -550,11 +574,16 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
           if (n.banned) throw new NodeServiceError('node/banned', `node ${node.nodeName} is banned`);
           throw new NodeServiceError('node-api/unauthenticated', 'this node SVID was superseded or revoked');
         }
-        const signatures = m.kind === 'svids.request' ? m.csrs.length : m.kind === 'renew.request' || m.kind === 'jwt.request' ? 1 : 0;
+        const signatures =
+          m.kind === 'svids.request'
+            ? m.csrs.length
+            : m.kind === 'renew.request' || m.kind === 'jwt.request' || m.kind === 'device.enroll' || m.kind === 'device.renew'
+              ? 1
+              : 0;
         if (signatures > 0 && !signingLimiter.take(node.nodeName, now, Math.min(signatures, signingLimiter.capacity)).allowed) {
           throw new NodeServiceError('rate-limit/exceeded', 'too many signing requests from this node; slow down');
         }
-        return dispatch(m, node, now);
+        return dispatch(m, node, now, source);
       } catch (e) {
         return refuse(e, 'request', source, node?.nodeName);
       }

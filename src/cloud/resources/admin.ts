@@ -133,7 +133,13 @@ export function createResourceAdminHandlers(deps: ResourceAdminDeps): AdminHandl
         }
       });
       if (problems.length > 0) throw new ResourceError(problems, { prefix: `${problems.length} of ${documents.length} documents are invalid; nothing was applied` });
-      const results = store.apply(docs);
+      // A Device's revokedBefore is the cloud's (`edgeward device revoke`, issue #6): a re-apply keeps it.
+      const kept = docs.map((d) => {
+        if (d.kind !== 'Device') return d;
+        const revokedBefore = store.get('Device', d.name)?.data['revokedBefore'];
+        return revokedBefore === undefined ? d : { ...d, data: { ...d.data, revokedBefore } };
+      });
+      const results = store.apply(kept);
       for (const r of results) {
         if (r.action === 'unchanged') continue;
         logger.info({ event: 'resource.applied', kind: r.kind, name: r.name, version: r.version, action: r.action }, 'resource applied');

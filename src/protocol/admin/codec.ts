@@ -27,6 +27,9 @@ export const ADMIN_METHODS = [
   'resource.get',
   'resource.delete',
   'status.report',
+  // devices (issue #6): bootstrap tokens and revocation on the cloud
+  'device.token',
+  'device.revoke',
 ] as const;
 export type AdminMethod = (typeof ADMIN_METHODS)[number];
 
