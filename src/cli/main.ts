@@ -24,6 +24,7 @@ import { bundleShowCommand } from './commands/bundle.js';
 import { cloudStartCommand } from './commands/cloud-start.js';
 import { tokenCreateCommand } from './commands/token.js';
 import { deviceRevokeCommand, deviceTokenCommand } from './commands/device.js';
+import { deviceEnrollCommand, deviceRenewCommand } from './commands/device-enroll.js';
 import { nodeBanCommand, nodeEvictCommand, nodeListCommand, nodeShowCommand, nodeUnbanCommand } from './commands/node.js';
 import { applyCommand, deleteCommand, getCommand } from './commands/resource.js';
 import { CliUsageError } from './errors.js';
@@ -48,6 +49,8 @@ export const COMMANDS: readonly Command[] = [
   tokenCreateCommand,
   deviceTokenCommand,
   deviceRevokeCommand,
+  deviceEnrollCommand,
+  deviceRenewCommand,
   nodeListCommand,
   nodeShowCommand,
   nodeBanCommand,

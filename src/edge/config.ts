@@ -2,7 +2,10 @@
  * The edge agent's one typed configuration object (architecture.md convention 7): built from CLI flags
  * and environment in one place, every problem reported together, frozen afterwards.
  */
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { collectProblems, EdgewardError, isLogLevel, parseDuration, TrustDomain, type LogLevel } from '../identity/index.js';
 import { parseEndpoint } from '../protocol/index.js';
 import { readJoinRecord, type JoinRecord } from './join/layout.js';
@@ -180,6 +183,17 @@ export interface JoinedEdgeConfig {
   readonly discoverWorkloadPath: boolean;
   readonly workloadSizeLimit: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** The EventBus (MQTT over TLS) listener, `--mqtt-listen` (default 127.0.0.1:8883); undefined: `off`. */
+  readonly mqttListen: ListenAddress | undefined;
+  /** The device enrolment endpoint (HTTPS), `--enroll-listen` (default 127.0.0.1:8884); undefined: `off`. */
+  readonly enrollListen: ListenAddress | undefined;
+  /** The EventBus topic ACL policy, `--mqtt-acl` (default: the packaged policies/mqtt-acl.yaml). */
+  readonly mqttAclFile: string;
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
 }
 
 export interface JoinedEdgeConfigInput {
@@ -187,7 +201,38 @@ export interface JoinedEdgeConfigInput {
   socket?: string | undefined;
   secretsKeyFile?: string | undefined;
   workloadSha256Limit?: string | undefined;
+  mqttListen?: string | undefined;
+  enrollListen?: string | undefined;
+  mqttAcl?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
+}
+
+export const DEFAULT_MQTT_LISTEN = '127.0.0.1:8883';
+export const DEFAULT_ENROLL_LISTEN = '127.0.0.1:8884';
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** `HOST:PORT` (`[v6]:PORT` for IPv6) with port 0-65535 (0: any free port), or `off`. */
+function listenAddressOf(text: string, flag: string, problems: string[]): ListenAddress | undefined {
+  if (text === 'off') return undefined;
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (m === null || host === undefined || !Number.isInteger(port) || port > 65535 || !(isIP(host) !== 0 || DNS_NAME.test(host))) {
+    problems.push(`${flag} must be HOST:PORT (port 0-65535; [IPv6]:PORT) or off`);
+    return undefined;
+  }
+  return Object.freeze({ host, port });
+}
+
+/** A file of this package's policies/ directory (found upwards from this module: works from src/ and dist/src/). */
+export function packagedPolicyFile(name: string): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'policies', name);
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'policies', name);
 }
 
 export const DEFAULT_ENTRIES_SYNC_MS = 30_000;
@@ -210,6 +255,10 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
   const secretsKeyFile = secretsKeyFileOf(input.secretsKeyFile, input.env, dataDir, problems);
   const defaultKeyFile = defaultSecretsKeyFileOf(dataDir, input.env, problems);
   const level = logLevelOf(input.env, problems);
+  const mqttListen = listenAddressOf(input.mqttListen ?? DEFAULT_MQTT_LISTEN, '--mqtt-listen', problems);
+  const enrollListen = listenAddressOf(input.enrollListen ?? DEFAULT_ENROLL_LISTEN, '--enroll-listen', problems);
+  if (input.mqttAcl !== undefined && (input.mqttAcl === '' || input.mqttAcl.includes('\0'))) problems.push('--mqtt-acl must be a file path');
+  const mqttAclFile = input.mqttAcl !== undefined ? resolve(input.mqttAcl) : packagedPolicyFile('mqtt-acl.yaml');
   if (problems.length > 0 || rec === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined || defaultKeyFile === undefined) {
     throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   }
@@ -229,6 +278,9 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
     discoverWorkloadPath: true,
     workloadSizeLimit,
     logLevel: level,
+    mqttListen,
+    enrollListen,
+    mqttAclFile,
   });
 }
 

@@ -51,6 +51,9 @@ export interface RunningEdge {
   readonly endpoint: string;
   /** SPIRE mode: the node's SPIFFE ID (from the SPIRE-issued SVID). */
   readonly spiffeId?: string;
+  /** Joined agent: where the EventBus (MQTT over TLS) and the device enrolment endpoint listen (issue #6). */
+  readonly mqtt?: { host: string; port: number };
+  readonly enroll?: { host: string; port: number };
   close(): Promise<void>;
 }
 

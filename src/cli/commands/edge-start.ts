@@ -28,6 +28,8 @@ import { createLogger } from '../logger.js';
 import { hostPorts } from '../host/index.js';
 import { waitForStopSignal } from '../signals.js';
 
+const hostPort = (a: { host: string; port: number }): string => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
+
 export const edgeStartCommand = defineCommand({
   name: 'edge start',
   summary: 'run the edge agent (joined to a cloud, --standalone with its own CA, or with a SPIRE agent\'s identity: --spiffe-socket --cloud)',
@@ -54,6 +56,9 @@ export const edgeStartCommand = defineCommand({
         description:
           'key file (outside --data-dir, 0600; created if absent) that wraps the hub store\'s data key (default ~/.config/edgeward/secrets-keys/ID.key, or the TPM for TPM-joined nodes; env EDGEWARD_SECRETS_KEY_FILE)',
       },
+      'mqtt-listen': { type: 'string', value: 'HOST:PORT', description: 'joined agent: the EventBus (MQTT over TLS, device SVIDs only) listener, or off (default 127.0.0.1:8883)' },
+      'enroll-listen': { type: 'string', value: 'HOST:PORT', description: 'joined agent: the device enrolment endpoint (HTTPS), or off (default 127.0.0.1:8884)' },
+      'mqtt-acl': { type: 'string', value: 'FILE', description: 'joined agent: the EventBus topic ACL policy (default: the packaged policies/mqtt-acl.yaml)' },
       'workload-sha256-limit': {
         type: 'string',
         value: 'BYTES',
@@ -73,7 +78,7 @@ export const edgeStartCommand = defineCommand({
     }
     if (!flags.standalone && spireFlags.length > 0) {
       if (flags.cloud === undefined) throw new CliUsageError('SPIRE mode (--spiffe-socket) needs --cloud HOST:PORT', { command: 'edge start' });
-      const other = (['policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl', 'socket', 'workload-sha256-limit'] as const).filter((f) => flags[f] !== undefined);
+      const other = (['policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl', 'socket', 'workload-sha256-limit', 'mqtt-listen', 'enroll-listen', 'mqtt-acl'] as const).filter((f) => flags[f] !== undefined);
       if (other.length > 0) {
         throw new CliUsageError(`${other.map((f) => `--${f}`).join(', ')} do not apply in SPIRE mode (SPIRE serves the workloads; no Workload API here)`, {
           command: 'edge start',
@@ -95,6 +100,8 @@ export const edgeStartCommand = defineCommand({
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
       edge = await runEdgeSpire(config, { logger, ...hostPorts });
     } else if (flags.standalone) {
+      const joinedOnly = (['mqtt-listen', 'enroll-listen', 'mqtt-acl'] as const).filter((f) => flags[f] !== undefined);
+      if (joinedOnly.length > 0) throw new CliUsageError(`${joinedOnly.map((f) => `--${f}`).join(', ')} apply to a joined agent (the cloud signs device SVIDs)`, { command: 'edge start' });
       const config = parseEdgeConfig({
         standalone: true,
         trustDomain: flags['trust-domain'],
@@ -111,6 +118,7 @@ export const edgeStartCommand = defineCommand({
       edge = await runEdgeStandalone(config, { logger, ...hostPorts });
     } else {
       const standaloneOnly = (['trust-domain', 'policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl'] as const).filter((f) => flags[f] !== undefined);
+      // (devices, the EventBus and the enrolment endpoint need a cloud to sign device SVIDs: joined mode only)
       if (standaloneOnly.length > 0) {
         throw new CliUsageError(`${standaloneOnly.map((f) => `--${f}`).join(', ')} only apply with --standalone (a joined agent takes its identity from the cloud)`, {
           command: 'edge start',
@@ -122,6 +130,9 @@ export const edgeStartCommand = defineCommand({
         socket: flags.socket,
         workloadSha256Limit: flags['workload-sha256-limit'],
         secretsKeyFile: flags['secrets-key-file'],
+        mqttListen: flags['mqtt-listen'],
+        enrollListen: flags['enroll-listen'],
+        mqttAcl: flags['mqtt-acl'],
         env: io.env,
       });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
@@ -129,6 +140,8 @@ export const edgeStartCommand = defineCommand({
     }
     if (edge.spiffeId !== undefined) io.stdout(`EDGEWARD_NODE_ID=${edge.spiffeId}\n`);
     io.stdout(`SPIFFE_ENDPOINT_SOCKET=${edge.endpoint}\n`);
+    if (edge.mqtt !== undefined) io.stdout(`EDGEWARD_MQTT=${hostPort(edge.mqtt)}\n`);
+    if (edge.enroll !== undefined) io.stdout(`EDGEWARD_ENROLL=${hostPort(edge.enroll)}\n`);
     await waitForStopSignal();
     await edge.close();
     return 0;

@@ -266,7 +266,40 @@ function details(v: ResourceView): string {
     }
     if (total > v.status.length) out.push(`  ... ${total - v.status.length} more (use --json)`);
   }
+  if (v.kind === 'Device') out.push(...twinLines(v));
   return out.join('\n') + '\n';
+}
+
+/**
+ * A Device's twin (issue #6): per property, the desired value (the spec, set on the cloud) and, per node status,
+ * the reported value (the status detail the node sent through its outbox), with when it was reported and when the
+ * device was last seen.
+ */
+function twinLines(v: ResourceView): string[] {
+  const spec = (v.data['spec'] ?? {}) as { properties?: Array<{ name?: unknown; desired?: { value?: unknown } }> };
+  const desired = new Map<string, string>();
+  for (const p of spec.properties ?? []) if (typeof p.name === 'string' && typeof p.desired?.value === 'string') desired.set(p.name, p.desired.value);
+  const out = ['twin:'];
+  const reports = (v.status ?? []).filter((s) => s.detail !== undefined);
+  if (reports.length === 0) {
+    out.push('  (nothing reported yet)');
+    for (const [k, d] of desired) out.push(`  ${printable(k, 63).padEnd(24)} desired ${printable(d, 80)}`);
+    return out;
+  }
+  for (const s of reports) {
+    const d = s.detail as { twins?: Record<string, { value?: unknown; at?: unknown }>; lastSeen?: unknown; state?: unknown };
+    const lastSeen = typeof d.lastSeen === 'number' ? iso(d.lastSeen) : 'never';
+    out.push(`  node ${printable(s.node, 63)}: ${printable(s.phase, 32)}, last seen ${lastSeen}${typeof d.state === 'string' ? `, state ${printable(d.state, 32)}` : ''}`);
+    out.push(`    ${'PROPERTY'.padEnd(24)} ${'DESIRED'.padEnd(16)} ${'REPORTED'.padEnd(16)} REPORTED AT`);
+    const twins = d.twins ?? {};
+    for (const k of [...new Set([...desired.keys(), ...Object.keys(twins)])].sort()) {
+      const r = twins[k];
+      const reported = typeof r?.value === 'string' ? printable(r.value, 80) : '-';
+      const at = typeof r?.at === 'number' ? iso(r.at) : '-';
+      out.push(`    ${printable(k, 63).padEnd(24)} ${printable(desired.get(k) ?? '-', 80).padEnd(16)} ${reported.padEnd(16)} ${at}`);
+    }
+  }
+  return out;
 }
 
 export const getCommand = defineCommand({

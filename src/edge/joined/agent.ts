@@ -20,11 +20,12 @@ import {
   EdgewardError,
   validateJwtSvidSync,
   type Clock,
+  type IdentitySource,
   type StateFiles,
   type TrustBundle,
 } from '../../identity/index.js';
 import { NODE_API_VERSION, type NodeEntry } from '../../protocol/index.js';
-import { createClosers, errFields, startAgentWorkloadApi } from '../compose.js';
+import { createClosers, errFields, startAgentWorkloadApi, type Closers } from '../compose.js';
 import { realTimers, type Timers } from '../svid/timers.js';
 import type { JwtMint, TrustSource } from '../workload-api/agent-source.js';
 import { CloudClient, parseCloudAddress } from '../cloud-client/client.js';
@@ -42,6 +43,11 @@ import { createEdgeHubAdminHandlers } from '../hub/admin.js';
 import { nodeSvidIdentitySource } from '../hub/identity-adapter.js';
 import { openDataKey, type DataKeyProvider } from '../hub/sealing.js';
 import { openEdgeHubStore, type EdgeHubStore } from '../hub/store.js';
+import { createDeviceRegistry, type DeviceRegistry } from '../devices/registry.js';
+import { createEnrollServer, type EnrollServer } from '../devices/enroll-server.js';
+import { openTwinStore } from '../devices/twin-store.js';
+import { createTwinEngine, type TwinEngine } from '../devices/twins.js';
+import { createEventBus, loadMqttAclPolicy, type EventBus } from '../eventbus/index.js';
 
 function openCache(path: string, key: Buffer, files: StateFiles, log: EdgeLogger): EdgeCache {
   try {
@@ -111,6 +117,9 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
     // ---- the hub store: opened (and served) before anything talks to the cloud
     const hubStore = await openHubStore(config, deps, clock, log);
     closers.push(() => hubStore.close());
+    // ---- the devices of this node (issue #6), from the stored Device/DeviceModel resources
+    const registry = createDeviceRegistry({ store: hubStore, nodeName: config.join.nodeName, trustDomain: td, logger: log });
+    registry.load();
 
     const reach: CloudReachability = { reachable: null, lastContactAt: null, lastErrorCode: null };
     const cloudResult = (ok: boolean, e?: unknown): void => {
@@ -248,10 +257,12 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
     closers.push(() => node?.close());
     const nodeSvid = node;
 
+    const nodeIdentity = nodeSvidIdentitySource(nodeSvid, clock);
     const hub: EdgeHub = createEdgeHub({
       address: client.address,
       trustDomain: td,
-      identity: nodeSvidIdentitySource(nodeSvid, clock),
+      identity: nodeIdentity,
+      onResourcesChanged: (changes) => registry.applyChanges(changes),
       store: hubStore,
       clock,
       timers,
@@ -304,6 +315,8 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
       logger: log,
     });
 
+    const devices = await startDevices(config, { deps, clock, timers, log, registry, identity: nodeIdentity, nodeSvid, hub, client, closers });
+
     const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,
@@ -339,6 +352,8 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
           entries: catalog.size,
           workloadApi: server.stats(),
           hub: hub.status(),
+          devices: { count: registry.size(), twins: devices.twins.stats(), enroll: devices.enroll?.stats() ?? null },
+          eventbus: devices.bus?.stats() ?? null,
         }),
       },
     });
@@ -348,9 +363,106 @@ export async function runEdgeJoined(config: JoinedEdgeConfig, deps: EdgeDeps): P
       { event: 'edge.started', mode: 'joined', spiffe_id: nodeSvid.spiffeId, socket: config.socketPath, cloud: config.join.cloud, cloud_reachable: reach.reachable },
       'edge agent started',
     );
-    return { endpoint: `unix://${config.socketPath}`, close: closeAll };
+    return {
+      endpoint: `unix://${config.socketPath}`,
+      ...(devices.mqtt === undefined ? {} : { mqtt: devices.mqtt }),
+      ...(devices.enrollAt === undefined ? {} : { enroll: devices.enrollAt }),
+      close: closeAll,
+    };
   } catch (e) {
     await closeAll();
     throw e;
   }
+}
+
+interface DevicesParts {
+  deps: EdgeDeps;
+  clock: Clock;
+  timers: Timers;
+  log: EdgeLogger;
+  registry: DeviceRegistry;
+  identity: IdentitySource;
+  nodeSvid: NodeSvidManager;
+  hub: EdgeHub;
+  client: CloudClient;
+  closers: Closers;
+}
+
+/**
+ * Devices (issue #6): the twin store and engine, the EventBus (MQTT over TLS with device SVIDs) and the
+ * enrolment endpoint. Both listeners present the node SVID: with an expired one (a start while the cloud has
+ * been away too long) they start as soon as a new node SVID arrives.
+ */
+async function startDevices(
+  config: JoinedEdgeConfig,
+  p: DevicesParts,
+): Promise<{ twins: TwinEngine; bus: EventBus | undefined; enroll: EnrollServer | undefined; mqtt: { host: string; port: number } | undefined; enrollAt: { host: string; port: number } | undefined }> {
+  const { clock, timers, log, registry, identity, closers } = p;
+  const td = config.trustDomain;
+  const twinStore = openTwinStore({ dir: join(config.dataDir, 'devices'), files: p.deps.files, clock });
+  closers.push(() => twinStore.close());
+  let twins: TwinEngine | undefined;
+  const bus =
+    config.mqttListen === undefined
+      ? undefined
+      : createEventBus({
+          listen: config.mqttListen,
+          trustDomain: td,
+          identity,
+          devices: registry,
+          acl: loadMqttAclPolicy(config.mqttAclFile, td),
+          clock,
+          timers,
+          logger: log,
+          onDeviceConnected: (d) => twins?.deviceConnected(d),
+          onDeviceDisconnected: (d) => twins?.deviceDisconnected(d),
+        });
+  const engine = createTwinEngine({
+    bus: bus ?? { publish: () => undefined, subscribe: () => () => undefined },
+    directory: registry,
+    store: twinStore,
+    report: (s, o) => p.hub.reportStatus(s, o),
+    clock,
+    timers,
+    logger: log,
+  });
+  twins = engine;
+  engine.start();
+  closers.push(() => engine.close());
+  const enroll =
+    config.enrollListen === undefined
+      ? undefined
+      : createEnrollServer({ listen: config.enrollListen, trustDomain: td, identity, devices: registry, relay: (m) => p.client.node(m), clock, logger: log });
+  let mqtt: { host: string; port: number } | undefined;
+  let enrollAt: { host: string; port: number } | undefined;
+  // A listener that cannot start (its port is taken) is reported and left off; the rest of the agent (Workload
+  // API, hub, cached SVIDs) keeps serving: `agent.status` shows `eventbus: null` / no enrolment endpoint.
+  const listen = async (): Promise<void> => {
+    if (bus !== undefined) {
+      closers.push(() => bus.close());
+      try {
+        mqtt = await bus.start();
+      } catch (e) {
+        log.error({ event: 'devices.listen_failed', listener: 'eventbus', address: `${config.mqttListen?.host}:${config.mqttListen?.port}`, ...errFields(e) }, 'the EventBus could not start; devices cannot connect');
+      }
+    }
+    if (enroll !== undefined) {
+      closers.push(() => enroll.close());
+      try {
+        enrollAt = await enroll.start();
+      } catch (e) {
+        log.error({ event: 'devices.listen_failed', listener: 'enroll', address: `${config.enrollListen?.host}:${config.enrollListen?.port}`, ...errFields(e) }, 'the device enrolment endpoint could not start');
+      }
+    }
+  };
+  if (!p.nodeSvid.expired()) await listen();
+  else {
+    log.warn({ event: 'devices.waiting_for_node_svid' }, 'the node SVID has expired: the EventBus and the enrolment endpoint start when a new one arrives');
+    const off = p.nodeSvid.onChange(() => {
+      off();
+      listen().catch((e: unknown) => log.error({ event: 'devices.start_failed', ...errFields(e) }, 'the EventBus or the enrolment endpoint could not start'));
+    });
+    closers.push(() => off());
+  }
+  return { twins: engine, bus, enroll, mqtt, enrollAt };
 }
