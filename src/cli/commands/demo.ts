@@ -16,13 +16,16 @@
  * 7. a sample ConfigMap and Secret are applied to the cloud with the real `edgeward apply -f`; the cloud's
  *    hub pushes them over the node's mTLS WebSocket, the edge stores them (sealed) in its SQLite and
  *    acknowledges them; the demo shows each version acknowledged by the node, and the node's own copy;
- * 8. the child processes are stopped (only the PIDs started here, SIGTERM then SIGKILL after a grace
+ * 8. a device (issue #6): a DeviceModel and a Device are applied, a one-time bootstrap token is made, the
+ *    device enrols at the node with the reference client `edgeward device enroll`, then this process acts as
+ *    the device over MQTT with mTLS: it reports a reading, receives the desired value on its twin delta topic,
+ *    and the reported values reach the cloud (demo-device.ts);
+ * 9. the child processes are stopped (only the PIDs started here, SIGTERM then SIGKILL after a grace
  *    period) and the temporary directory is removed: at the end, on Ctrl-C or SIGTERM, and on any failure.
  *
  * With `--keep` everything stays up until Ctrl-C, and the demo prints commands an operator can try.
  * The children are the same program: `process.execPath` running this package's `bin/edgeward.js`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,6 +46,10 @@ import {
 import { adminCall, WorkloadApiClient } from '../../protocol/index.js';
 import { defineCommand } from '../command.js';
 import { joinCommand } from './token.js';
+import { DemoError, READY_TIMEOUT_MS, startChild, type Child } from './demo-child.js';
+import { runDeviceDemo } from './demo-device.js';
+
+export { DemoError, type DemoErrorCode } from './demo-child.js';
 
 const DEMO_TRUST_DOMAIN = 'demo.edgeward.test';
 const NODE_NAME = 'demo-node';
@@ -50,23 +57,6 @@ const CLOUD_ID = `spiffe://${DEMO_TRUST_DOMAIN}/edgeward/cloud`;
 const NODE_ID = `spiffe://${DEMO_TRUST_DOMAIN}/edgeward/node/${NODE_NAME}`;
 const WORKLOAD_ID = `spiffe://${DEMO_TRUST_DOMAIN}/demo/workload`;
 const JWT_AUDIENCE = `spiffe://${DEMO_TRUST_DOMAIN}/demo/api`;
-
-/** How long a child may take to get ready (cloud listening, join done, Workload API listening). */
-const READY_TIMEOUT_MS = 60_000;
-/** SIGTERM first; SIGKILL if the child has not exited after this long. */
-const STOP_GRACE_MS = 5_000;
-/** Lines kept of each child's output (bounded: architecture.md 9). */
-const MAX_KEPT_LINES = 400;
-const MAX_LINE_CHARS = 4_000;
-
-/**
- * - `demo/step-failed`: a step of the demo failed (a child exited or did not get ready, an answer was not
- *   what the demo expected); the message names the step and the child's own error line.
- * - `demo/interrupted`: Ctrl-C or SIGTERM before the demo finished; everything started was stopped.
- * - `demo/not-built`: `bin/edgeward.js` of this package was not found, so no child can be started.
- */
-export type DemoErrorCode = 'demo/step-failed' | 'demo/interrupted' | 'demo/not-built';
-export class DemoError extends EdgewardError<DemoErrorCode> {}
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -130,138 +120,6 @@ function issuerChain(path: readonly ParsedCertificate[], bundle: TrustBundle): s
     top = parent;
   }
   return lines;
-}
-
-// ------------------------------------------------------------------------------------ child processes
-
-interface Child {
-  readonly what: string;
-  readonly pid: number;
-  readonly proc: ChildProcess;
-  readonly stdout: string[];
-  readonly stderr: string[];
-  exited(): boolean;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolve with the first stdout line matching `re` (printed already or later). */
-  waitForLine(re: RegExp, timeoutMs: number): Promise<string>;
-  /** The child's own error line, for a failure message. */
-  failure(): string;
-  /** SIGTERM this PID (only it), SIGKILL after the grace period; resolves once it has exited. */
-  stop(): Promise<void>;
-}
-
-function keepLine(list: string[], line: string): void {
-  list.push(line.length > MAX_LINE_CHARS ? line.slice(0, MAX_LINE_CHARS) : line);
-  if (list.length > MAX_KEPT_LINES) list.splice(0, list.length - MAX_KEPT_LINES);
-}
-
-function startChild(what: string, bin: string, args: readonly string[], env: NodeJS.ProcessEnv): Child {
-  const proc = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (proc.pid === undefined) throw new DemoError('demo/step-failed', `${what}: could not start a child process`);
-  const pid = proc.pid;
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const waiters = new Set<() => void>();
-  const notify = (): void => {
-    for (const w of [...waiters]) w();
-  };
-  const lines = (into: string[]): ((chunk: string) => void) => {
-    let buf = '';
-    return (chunk) => {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        keepLine(into, buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-      if (buf.length > MAX_LINE_CHARS) {
-        keepLine(into, buf);
-        buf = '';
-      }
-      notify();
-    };
-  };
-  proc.stdout!.setEncoding('utf8').on('data', lines(stdout));
-  proc.stderr!.setEncoding('utf8').on('data', lines(stderr));
-  let done = false;
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.once('error', () => {
-      done = true;
-      resolve({ code: null, signal: null });
-      notify();
-    });
-    proc.once('exit', (code, signal) => {
-      done = true;
-      resolve({ code, signal });
-      notify();
-    });
-  });
-  const failure = (): string => {
-    const cliLine = stderr.find((l) => l.startsWith('edgeward: '));
-    if (cliLine !== undefined) return cliLine.slice('edgeward: '.length);
-    for (let i = stderr.length - 1; i >= 0; i--) {
-      try {
-        const o = JSON.parse(stderr[i]!) as Record<string, unknown>;
-        if (typeof o['code'] === 'string' && typeof o['level'] === 'number' && o['level'] >= 50) return `${o['code']}: ${String(o['err'] ?? o['msg'] ?? '')}`;
-      } catch {
-        // not a log line
-      }
-    }
-    return 'no error message';
-  };
-  return {
-    what,
-    pid,
-    proc,
-    stdout,
-    stderr,
-    exited: () => done,
-    exit,
-    failure,
-    waitForLine(re, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const hit = stdout.find((l) => re.test(l));
-          if (hit !== undefined) {
-            cleanup();
-            resolve(hit);
-          } else if (done) {
-            cleanup();
-            reject(new DemoError('demo/step-failed', `${what} exited before it was ready: ${failure()}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new DemoError('demo/step-failed', `${what} was not ready within ${timeoutMs / 1000} s: ${failure()}`));
-        }, timeoutMs);
-        const cleanup = (): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
-    },
-    async stop() {
-      if (done) return;
-      try {
-        process.kill(pid, 'SIGTERM'); // only the process started here
-      } catch {
-        // already gone
-      }
-      const t = setTimeout(() => {
-        if (!done) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      }, STOP_GRACE_MS);
-      await exit;
-      clearTimeout(t);
-    },
-  };
 }
 
 // ------------------------------------------------------------------------------------ the command
@@ -468,10 +326,15 @@ export const demoCommand = defineCommand({
       ]);
 
       // 5. the joined edge
-      const edgeArgs = ['edge', 'start', '--data-dir', edgeDir, '--secrets-key-file', join(dir, 'keyring', 'secrets.key')];
+      const edgeArgs = [
+        'edge', 'start', '--data-dir', edgeDir, '--secrets-key-file', join(dir, 'keyring', 'secrets.key'),
+        '--mqtt-listen', '127.0.0.1:0', '--enroll-listen', '127.0.0.1:0',
+      ];
       const edge = startChild('edgeward edge start', bin, edgeArgs, env);
       children.push(edge);
       const endpoint = (await step(edge.waitForLine(/^SPIFFE_ENDPOINT_SOCKET=unix:\/\/\/\S+$/, READY_TIMEOUT_MS))).slice('SPIFFE_ENDPOINT_SOCKET='.length);
+      const mqttAddress = (await step(edge.waitForLine(/^EDGEWARD_MQTT=\S+:\d+$/, READY_TIMEOUT_MS))).slice('EDGEWARD_MQTT='.length);
+      const enrollAddress = (await step(edge.waitForLine(/^EDGEWARD_ENROLL=\S+:\d+$/, READY_TIMEOUT_MS))).slice('EDGEWARD_ENROLL='.length);
       const edgeAdmin = join(edgeDir, 'admin', 'admin.sock');
       const edgeStatus = (await step(adminCall(edgeAdmin, 'agent.status'))) as EdgeStatus;
       out([
@@ -479,6 +342,7 @@ export const demoCommand = defineCommand({
         `               pid ${edge.pid}; joined agent of ${edgeStatus.node.spiffeId}, cloud reachable: ${edgeStatus.cloud.reachable === true ? 'yes' : 'no'}, ${edgeStatus.entries} delegated entr${edgeStatus.entries === 1 ? 'y' : 'ies'}`,
         `               node SVID serial ${edgeStatus.node.serial}, valid until ${iso(edgeStatus.node.notAfter)}${edgeStatus.node.nextRenewalAt === null ? '' : `, next renewal ${iso(edgeStatus.node.nextRenewalAt)}`}`,
         `Workload API   SPIFFE_ENDPOINT_SOCKET=${endpoint}`,
+        `EventBus       mqtts://${mqttAddress} (MQTT over TLS, device SVIDs only); device enrolment https://${enrollAddress}`,
         '',
       ]);
 
@@ -566,6 +430,25 @@ export const demoCommand = defineCommand({
         `on the node    ${cli} get secret demo-secret --data-dir ${edgeDir}: ${onNode.items.length === 1 ? `version ${onNode.items[0]!.version}, data ${JSON.stringify(onNode.items[0]!.data)} (values never printed; sealed at rest with a key kept outside the data dir)` : 'missing (unexpected)'}`,
       ]);
 
+      // 8. a device: enrolled with a one-time token, then MQTT over mTLS with its SVID, and its twin
+      await runDeviceDemo({
+        bin,
+        env,
+        dir,
+        cloudDir,
+        cloudAdmin,
+        edgeAdmin,
+        edgeDir,
+        trustDomain: DEMO_TRUST_DOMAIN,
+        nodeName: NODE_NAME,
+        mqttAddress,
+        enrollAddress,
+        bundleDigest: digest,
+        children,
+        step,
+        out,
+      });
+
       if (flags.keep) {
         const bin_ = relative(process.cwd(), bin) || bin;
         out([
@@ -583,6 +466,9 @@ export const demoCommand = defineCommand({
           `  edgeward get configmap --data-dir ${edgeDir}             (the node's own copy)`,
           `  edgeward apply -f ${yamlPath} --data-dir ${cloudDir}`,
           `  edgeward edge report-status --data-dir ${edgeDir} --kind ConfigMap --name demo-config --phase Ready`,
+          `  edgeward get device demo-sensor --data-dir ${cloudDir}          (desired, reported and last seen)`,
+          `  mosquitto_sub -h ${mqttAddress.slice(0, mqttAddress.lastIndexOf(':'))} -p ${mqttAddress.slice(mqttAddress.lastIndexOf(':') + 1)} --cafile ${join(dir, 'device', 'bundle.pem')} --cert ${join(dir, 'device', 'svid.pem')} --key ${join(dir, 'device', 'svid.key')} -i default/demo-sensor --insecure -t '$hw/events/device/default/demo-sensor/twin/update/delta' -v`,
+          `  edgeward device revoke default/demo-sensor --data-dir ${cloudDir}   (its MQTT connections close at once)`,
           `The svid/jwt commands match the entry when run as uid ${uid} with the node binary ${exe}.`,
         ]);
         const s = await stopRequested;
