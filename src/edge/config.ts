@@ -189,6 +189,10 @@ export interface JoinedEdgeConfig {
   readonly enrollListen: ListenAddress | undefined;
   /** The EventBus topic ACL policy, `--mqtt-acl` (default: the packaged policies/mqtt-acl.yaml). */
   readonly mqttAclFile: string;
+  /** PUBLISH packets per second one client may send (burst: twice as many), `--mqtt-publish-rate` (default 1000). */
+  readonly mqttPublishRate: number;
+  /** Enrolment requests per second from one source address (burst: 10 or twice as many), `--enroll-rate` (default 2). */
+  readonly enrollRate: number;
 }
 
 export interface ListenAddress {
@@ -204,9 +208,22 @@ export interface JoinedEdgeConfigInput {
   mqttListen?: string | undefined;
   enrollListen?: string | undefined;
   mqttAcl?: string | undefined;
+  mqttPublishRate?: string | undefined;
+  enrollRate?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
 }
 
+export const DEFAULT_MQTT_PUBLISH_RATE = 1000;
+export const DEFAULT_ENROLL_RATE = 2;
+
+/** A whole number of events per second from 1 to `max`, or a problem. */
+function rateOf(text: string | undefined, fallback: number, max: number, flag: string, problems: string[]): number {
+  if (text === undefined) return fallback;
+  const n = /^[1-9][0-9]{0,6}$/.test(text) ? Number(text) : NaN;
+  if (Number.isSafeInteger(n) && n <= max) return n;
+  problems.push(`${flag} must be a whole number per second from 1 to ${max}`);
+  return fallback;
+}
 export const DEFAULT_MQTT_LISTEN = '127.0.0.1:8883';
 export const DEFAULT_ENROLL_LISTEN = '127.0.0.1:8884';
 const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -259,6 +276,8 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
   const enrollListen = listenAddressOf(input.enrollListen ?? DEFAULT_ENROLL_LISTEN, '--enroll-listen', problems);
   if (input.mqttAcl !== undefined && (input.mqttAcl === '' || input.mqttAcl.includes('\0'))) problems.push('--mqtt-acl must be a file path');
   const mqttAclFile = input.mqttAcl !== undefined ? resolve(input.mqttAcl) : packagedPolicyFile('mqtt-acl.yaml');
+  const mqttPublishRate = rateOf(input.mqttPublishRate, DEFAULT_MQTT_PUBLISH_RATE, 1_000_000, '--mqtt-publish-rate', problems);
+  const enrollRate = rateOf(input.enrollRate, DEFAULT_ENROLL_RATE, 10_000, '--enroll-rate', problems);
   if (problems.length > 0 || rec === undefined || dataDir === undefined || socketPath === undefined || adminSocketPath === undefined || defaultKeyFile === undefined) {
     throw new EdgeConfigError('edge-config/invalid', problems.join('; '));
   }
@@ -281,6 +300,8 @@ export function parseJoinedEdgeConfig(input: JoinedEdgeConfigInput): JoinedEdgeC
     mqttListen,
     enrollListen,
     mqttAclFile,
+    mqttPublishRate,
+    enrollRate,
   });
 }
 

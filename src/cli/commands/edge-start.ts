@@ -59,6 +59,8 @@ export const edgeStartCommand = defineCommand({
       'mqtt-listen': { type: 'string', value: 'HOST:PORT', description: 'joined agent: the EventBus (MQTT over TLS, device SVIDs only) listener, or off (default 127.0.0.1:8883)' },
       'enroll-listen': { type: 'string', value: 'HOST:PORT', description: 'joined agent: the device enrolment endpoint (HTTPS), or off (default 127.0.0.1:8884)' },
       'mqtt-acl': { type: 'string', value: 'FILE', description: 'joined agent: the EventBus topic ACL policy (default: the packaged policies/mqtt-acl.yaml)' },
+      'enroll-rate': { type: 'string', value: 'N', description: 'joined agent: device enrolment requests per second from one address, burst 10 or twice N (default 2); 429 beyond' },
+      'mqtt-publish-rate': { type: 'string', value: 'N', description: 'joined agent: PUBLISH packets per second one MQTT client may send, burst twice that; beyond it the client is disconnected (default 1000)' },
       'workload-sha256-limit': {
         type: 'string',
         value: 'BYTES',
@@ -78,7 +80,7 @@ export const edgeStartCommand = defineCommand({
     }
     if (!flags.standalone && spireFlags.length > 0) {
       if (flags.cloud === undefined) throw new CliUsageError('SPIRE mode (--spiffe-socket) needs --cloud HOST:PORT', { command: 'edge start' });
-      const other = (['policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl', 'socket', 'workload-sha256-limit', 'mqtt-listen', 'enroll-listen', 'mqtt-acl'] as const).filter((f) => flags[f] !== undefined);
+      const other = (['policy', 'ca-ttl', 'x509-ttl', 'jwt-ttl', 'socket', 'workload-sha256-limit', 'mqtt-listen', 'enroll-listen', 'mqtt-acl', 'mqtt-publish-rate', 'enroll-rate'] as const).filter((f) => flags[f] !== undefined);
       if (other.length > 0) {
         throw new CliUsageError(`${other.map((f) => `--${f}`).join(', ')} do not apply in SPIRE mode (SPIRE serves the workloads; no Workload API here)`, {
           command: 'edge start',
@@ -100,7 +102,7 @@ export const edgeStartCommand = defineCommand({
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });
       edge = await runEdgeSpire(config, { logger, ...hostPorts });
     } else if (flags.standalone) {
-      const joinedOnly = (['mqtt-listen', 'enroll-listen', 'mqtt-acl'] as const).filter((f) => flags[f] !== undefined);
+      const joinedOnly = (['mqtt-listen', 'enroll-listen', 'mqtt-acl', 'mqtt-publish-rate', 'enroll-rate'] as const).filter((f) => flags[f] !== undefined);
       if (joinedOnly.length > 0) throw new CliUsageError(`${joinedOnly.map((f) => `--${f}`).join(', ')} apply to a joined agent (the cloud signs device SVIDs)`, { command: 'edge start' });
       const config = parseEdgeConfig({
         standalone: true,
@@ -133,6 +135,8 @@ export const edgeStartCommand = defineCommand({
         mqttListen: flags['mqtt-listen'],
         enrollListen: flags['enroll-listen'],
         mqttAcl: flags['mqtt-acl'],
+        mqttPublishRate: flags['mqtt-publish-rate'],
+        enrollRate: flags['enroll-rate'],
         env: io.env,
       });
       const logger = createLogger({ name: 'edgeward-edge', level: config.logLevel });

@@ -202,6 +202,12 @@ export function createEventBus(o: EventBusOptions): EventBus {
   let server: TlsServer | undefined;
   let listening: { host: string; port: number } | null = null;
   let closed = false;
+  /** The literal first levels of the internal filters (`$hw/`...), or undefined when one starts with a wildcard. */
+  let internalPrefixes: string[] | undefined = [];
+  const refreshPrefixes = (): void => {
+    const firsts = [...internal].map((x) => x.filter.split('/')[0]!);
+    internalPrefixes = firsts.some((f) => f === '+' || f === '#') ? undefined : [...new Set(firsts)].map((f) => `${f}/`);
+  };
   let unsubscribeDevices: (() => void) | undefined;
   let unsubscribeIdentity: (() => void) | undefined;
 
@@ -497,6 +503,9 @@ export function createEventBus(o: EventBusOptions): EventBus {
       });
       b.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
         if (client === null || internal.size === 0) return;
+        // hot path: most traffic is not for an internal subscriber (the twins engine listens under $hw/)
+        const topic = packet.topic;
+        if (internalPrefixes !== undefined && !internalPrefixes.some((p) => topic.startsWith(p))) return;
         const s = states.get(client);
         if (s === undefined) return;
         for (const sub of internal) {
@@ -600,8 +609,10 @@ export function createEventBus(o: EventBusOptions): EventBus {
       if (!isTopicFilter(filter, limits.maxTopicLevels)) throw new EventBusError('eventbus/bad-config', `not a topic filter: ${filter.slice(0, 100)}`);
       const sub = { filter, handler };
       internal.add(sub);
+      refreshPrefixes();
       return () => {
         internal.delete(sub);
+        refreshPrefixes();
       };
     },
   };

@@ -411,6 +411,7 @@ async function startDevices(
           identity,
           devices: registry,
           acl: loadMqttAclPolicy(config.mqttAclFile, td),
+          limits: { publishesPerSecond: config.mqttPublishRate, publishBurst: 2 * config.mqttPublishRate },
           clock,
           timers,
           logger: log,
@@ -432,7 +433,21 @@ async function startDevices(
   const enroll =
     config.enrollListen === undefined
       ? undefined
-      : createEnrollServer({ listen: config.enrollListen, trustDomain: td, identity, devices: registry, relay: (m) => p.client.node(m), clock, logger: log });
+      : createEnrollServer({
+          listen: config.enrollListen,
+          trustDomain: td,
+          identity,
+          devices: registry,
+          relay: (m) => p.client.node(m),
+          clock,
+          logger: log,
+          limits: {
+            perAddressPerSecond: config.enrollRate,
+            perAddressBurst: Math.max(10, 2 * config.enrollRate),
+            globalPerSecond: Math.max(20, 10 * config.enrollRate),
+            globalBurst: Math.max(50, 20 * config.enrollRate),
+          },
+        });
   let mqtt: { host: string; port: number } | undefined;
   let enrollAt: { host: string; port: number } | undefined;
   // A listener that cannot start (its port is taken) is reported and left off; the rest of the agent (Workload
