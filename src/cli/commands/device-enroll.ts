@@ -15,7 +15,7 @@
  * certificate and a new key; the stored bundle authenticates the node.
  */
 import { request as httpsRequest } from 'node:https';
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { deviceNameFromSpiffeId, deviceSpiffeId, formatDeviceName, isDeviceName, nodeNameFromSpiffeId } from '../../attestation/index.js';
@@ -36,6 +36,7 @@ import {
   type TrustBundle,
   type TrustDomain,
 } from '../../identity/index.js';
+import { peerChain } from '../../edge/index.js';
 import { defineCommand } from '../command.js';
 import { CliUsageError } from '../errors.js';
 import { readBoundedFile } from '../files.js';
@@ -68,18 +69,6 @@ function parseEdge(text: string | undefined, command: string): Edge {
   const host = m?.[1] ?? m?.[2];
   if (m === null || host === undefined || port < 1 || port > 65535) throw new CliUsageError('--edge must be HOST:PORT (the node\'s enrolment endpoint, default port 8884)', { command });
   return { host, port, text: text! };
-}
-
-function chainOf(cert: PeerCertificate | DetailedPeerCertificate | undefined): Buffer[] {
-  const out: Buffer[] = [];
-  let c = cert as DetailedPeerCertificate | undefined;
-  while (c !== undefined && c !== null && Buffer.isBuffer(c.raw) && out.length < 8) {
-    out.push(c.raw);
-    const next = c.issuerCertificate;
-    if (next === undefined || next === null || next === c || (Buffer.isBuffer(next.raw) && next.raw.equals(c.raw))) break;
-    c = next;
-  }
-  return out;
 }
 
 /** The server must be a node SVID of `bundle` (SPIFFE ID `spiffe://TD/edgeward/node/NAME`). */
@@ -115,14 +104,14 @@ function call(edge: Edge, method: 'GET' | 'POST', path: string, o: { body?: unkn
       // Before the bundle is pinned nothing is trusted (the GET only); afterwards the chain is checked by TLS
       // against the bundle and as a node SVID by SPIFFE ID (no host name: SVIDs carry none).
       rejectUnauthorized: bundle !== undefined,
-      ...(bundle === undefined ? {} : { ca: x509AuthoritiesPem(bundle), checkServerIdentity: (_h: string, cert: PeerCertificate) => checkServer(chainOf(cert), bundle) }),
+      ...(bundle === undefined ? {} : { ca: x509AuthoritiesPem(bundle), checkServerIdentity: (_h: string, cert: PeerCertificate) => checkServer(peerChain(cert), bundle) }),
       ...(o.cert === undefined ? {} : { cert: o.cert, key: o.key }),
     });
     req.on('timeout', () => req.destroy(new DeviceClientError('device-enroll/unreachable', `${edge.text} did not answer within ${TIMEOUT_MS / 1000} s`)));
     req.on('error', (e) => reject(e instanceof DeviceClientError ? e : new DeviceClientError('device-enroll/unreachable', `cannot reach ${edge.text}: ${e.message}`, { cause: e })));
     req.on('response', (res) => {
       const socket = res.socket as import('node:tls').TLSSocket;
-      const chain = chainOf(socket.getPeerCertificate(true));
+      const chain = peerChain(socket.getPeerCertificate(true));
       const parts: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {

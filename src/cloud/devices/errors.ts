@@ -39,13 +39,5 @@ export const DEVICE_ERROR_CODES = [
 export type DeviceErrorCode = (typeof DEVICE_ERROR_CODES)[number];
 export class DeviceError extends EdgewardError<DeviceErrorCode> {}
 
-/** The HTTP status of a device refusal on the node API. */
-export const DEVICE_HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
-  'device-token/invalid': 403,
-  'device/unknown': 404,
-  'device/wrong-node': 403,
-  'device/revoked': 403,
-  'device/factory-refused': 403,
-  'device/renew-refused': 403,
-  'device/not-served': 403,
-});
+/** The HTTP status of a device refusal on the node API (the wire's table). */
+export { DEVICE_REFUSAL_HTTP_STATUS as DEVICE_HTTP_STATUS } from '../../protocol/index.js';

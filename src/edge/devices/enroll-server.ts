@@ -36,9 +36,10 @@ import {
   type IdentitySource,
   type TrustDomain,
 } from '../../identity/index.js';
-import { NODE_API_DEVICE_TOKEN_PATTERN, NODE_API_VERSION, type DeviceEnrollMessage, type DeviceRenewMessage, type NodeApiMessage } from '../../protocol/index.js';
+import { DEVICE_REFUSAL_HTTP_STATUS, NODE_API_DEVICE_TOKEN_PATTERN, NODE_API_VERSION, type DeviceEnrollMessage, type DeviceRenewMessage, type NodeApiMessage } from '../../protocol/index.js';
 import type { EdgeLogger } from '../main.js';
 import type { DeviceDirectory } from './directory.js';
+import { peerChain } from '../cloud-client/client.js';
 
 export const MAX_ENROLL_BODY_BYTES = 16 * 1024;
 const MAX_CSR_PEM_CHARS = 12 * 1024;
@@ -91,16 +92,7 @@ class Refusal extends Error {
   }
 }
 
-/** The error codes of the cloud that are refusals (4xx), with their HTTP status. */
-const CLOUD_REFUSALS: Readonly<Record<string, number>> = {
-  'device-token/invalid': 403,
-  'device/unknown': 404,
-  'device/wrong-node': 403,
-  'device/revoked': 403,
-  'device/factory-refused': 403,
-  'device/renew-refused': 403,
-  'device/not-served': 403,
-};
+
 
 interface Bucket {
   tokens: number;
@@ -113,20 +105,6 @@ function take(b: Bucket, burst: number, perSecond: number, now: number): boolean
   if (b.tokens < 1) return false;
   b.tokens -= 1;
   return true;
-}
-
-/** The peer's certificate chain (leaf first, DER), at most 8. */
-function peerChain(socket: TLSSocket): Buffer[] {
-  const out: Buffer[] = [];
-  let c = socket.getPeerCertificate(true) as { raw?: Buffer; fingerprint256?: string; issuerCertificate?: unknown } | undefined;
-  const seen = new Set<string>();
-  while (c !== undefined && c !== null && c.raw !== undefined && out.length < 8) {
-    if (c.fingerprint256 !== undefined && seen.has(c.fingerprint256)) break;
-    if (c.fingerprint256 !== undefined) seen.add(c.fingerprint256);
-    out.push(c.raw);
-    c = c.issuerCertificate as typeof c;
-  }
-  return out;
 }
 
 function csrDer(pem: unknown): Buffer {
@@ -208,7 +186,7 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
       reply = await o.relay(m);
     } catch (e) {
       const code = e instanceof EdgewardError ? e.code : 'unknown';
-      const status = CLOUD_REFUSALS[code];
+      const status = DEVICE_REFUSAL_HTTP_STATUS[code];
       if (status !== undefined) throw new Refusal(status, code, e instanceof Error ? e.message.slice(0, 300) : 'refused by the cloud', `cloud:${code}`);
       if (code.startsWith('csr/')) throw new Refusal(400, code, 'the cloud refused the CSR', `cloud:${code}`);
       throw new Refusal(503, 'device-enroll/cloud-unreachable', 'the cloud cannot be reached to sign; try again later', `cloud:${code}`);
@@ -249,7 +227,7 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
       if (url !== '/v1/device/enroll' && url !== '/v1/device/renew') throw new Refusal(404, 'device-enroll/not-found', 'no such endpoint');
       if (req.method !== 'POST') throw new Refusal(405, 'device-enroll/method-not-allowed', 'use POST');
       const body = await readBody(req);
-      const chain = socket.authorized || socket.getPeerCertificate() !== null ? peerChain(socket) : [];
+      const chain = socket.authorized || socket.getPeerCertificate() !== null ? peerChain(socket.getPeerCertificate(true)) : [];
       if (url === '/v1/device/renew') {
         only(body, ['csr']);
         const csr = csrDer(body['csr']);

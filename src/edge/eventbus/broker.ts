@@ -36,6 +36,7 @@ import { Aedes, type Client, type AedesPublishPacket, type PublishPacket, type S
 import { deviceNameFromSpiffeId, formatDeviceName, type DeviceName } from '../../attestation/index.js';
 import { derToPem, EdgewardError, validateX509Svid, x509AuthoritiesPem, type Clock, type IdentitySource, type TrustDomain, type ValidatedX509Svid } from '../../identity/index.js';
 import type { Timers } from '../svid/timers.js';
+import { peerChain } from '../cloud-client/client.js';
 import type { DeviceDirectory } from '../devices/directory.js';
 import type { EdgeLogger } from '../main.js';
 import { compileAcl, deviceGrants, type ClientAcl } from './acl.js';
@@ -161,23 +162,6 @@ const MAX_TIMER_MS = 2_147_483_647;
 
 function authError(returnCode: 2 | 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
-}
-
-/** The peer's certificate chain (leaf first, DER) from a TLS socket. */
-function peerChain(socket: TLSSocket, max = 8): Buffer[] {
-  const out: Buffer[] = [];
-  let c = socket.getPeerCertificate(true) as (ReturnType<TLSSocket['getPeerCertificate']> & { issuerCertificate?: unknown }) | undefined;
-  const seen = new Set<string>();
-  while (c !== undefined && c !== null && c.raw !== undefined && out.length < max) {
-    const fp = c.fingerprint256;
-    if (seen.has(fp)) break;
-    seen.add(fp);
-    out.push(c.raw);
-    const next = c.issuerCertificate as typeof c | undefined;
-    if (next === undefined || next === c) break;
-    c = next;
-  }
-  return out;
 }
 
 export function createEventBus(o: EventBusOptions): EventBus {
@@ -315,7 +299,7 @@ export function createEventBus(o: EventBusOptions): EventBus {
       if (!(sock instanceof TLSSocket) || !sock.authorized) return done(refuse(client, 'no-client-certificate', 5), null);
       if (username !== undefined || password !== undefined) return done(refuse(client, 'password-not-accepted', 4), null);
       if (req === undefined || req.clientId === '') return done(refuse(client, 'empty-client-id', 2), null);
-      const chainDer = peerChain(sock);
+      const chainDer = peerChain(sock.getPeerCertificate(true));
       let v: ValidatedX509Svid;
       try {
         v = validateX509Svid(chainDer, o.identity.bundles(), now);

@@ -50,6 +50,7 @@ export {
   type DeviceRenewMessage,
   type DeviceSvidMessage,
   NODE_API_DEVICE_TOKEN_PATTERN,
+  DEVICE_REFUSAL_HTTP_STATUS,
   MAX_NODE_API_DEVICE_TOKEN_LENGTH,
   type NodeApiErrorMessage,
   type NodeApiMessage,

@@ -220,6 +220,20 @@ export const MAX_NODE_API_DEVICE_TOKEN_LENGTH = 128;
 /** Bootstrap tokens: printable, no spaces (the cloud decides what is valid). */
 export const NODE_API_DEVICE_TOKEN_PATTERN = /^[A-Za-z0-9_.~-]{16,128}$/;
 
+/**
+ * The refusals of device.enroll / device.renew and their HTTP status: the cloud answers the node with them, and
+ * the node's enrolment endpoint passes them on to the device unchanged.
+ */
+export const DEVICE_REFUSAL_HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
+  'device-token/invalid': 403,
+  'device/unknown': 404,
+  'device/wrong-node': 403,
+  'device/revoked': 403,
+  'device/factory-refused': 403,
+  'device/renew-refused': 403,
+  'device/not-served': 403,
+});
+
 export interface DeviceEnrollMessage {
   v: V;
   kind: 'device.enroll';
