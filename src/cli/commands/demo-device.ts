@@ -135,9 +135,10 @@ export async function runDeviceDemo(ctx: DeviceDemoContext): Promise<void> {
   ctx.out([
     '',
     `8. device      ${cli} ${applyArgs.join(' ')}`,
+    `               pid ${applier.pid} (exited 0):`,
     ...applier.stdout.map((l) => `               ${l}`),
     `   token       ${cli} device token ${DEVICE} --data-dir ${ctx.cloudDir}`,
-    `               one-time, bound to ${DEVICE} on node ${tok.node}, expires ${new Date(tok.expiresAt).toISOString()}`,
+    `               pid ${tokenRun.pid} (exited 0): one-time, bound to ${DEVICE} on node ${tok.node}, expires ${new Date(tok.expiresAt).toISOString()}`,
     `   enrol       ${cli} ${enrolArgs.map((a) => (a === tok.token ? '<token>' : a)).join(' ')}`,
     `               pid ${enroller.pid} (exited 0): bundle pinned by digest, the edge's certificate checked as ${ctx.nodeName}'s SVID, key made here, only a CSR sent`,
     `device SVID    ${info.spiffeId}, valid until ${new Date(info.expiresAt).toISOString()} (renewed with \`edgeward device renew\` before half-life)`,
@@ -232,12 +233,12 @@ export async function runDeviceDemo(ctx: DeviceDemoContext): Promise<void> {
 
     // 8e. the operator changes the desired value; the device gets it and reports it back
     writeFileSync(yamlPath, documents(ctx.nodeName, DESIRED_NEXT), { mode: 0o600 });
-    await runToEnd(ctx, 'edgeward apply (desired value)', applyArgs);
+    const reapply = await runToEnd(ctx, 'edgeward apply (desired value)', applyArgs);
     const next = await nextDelta(DESIRED_NEXT);
     await report({ setpoint: next['setpoint']! });
     const after = await cloudTwins(ctx, (t) => t['setpoint']?.value === DESIRED_NEXT);
     ctx.out([
-      `desired value  setpoint ${DESIRED_FIRST} -> ${DESIRED_NEXT} applied on the cloud; the device received the delta over MQTT and reported setpoint ${after.twins['setpoint']?.value}`,
+      `desired value  setpoint ${DESIRED_FIRST} -> ${DESIRED_NEXT} applied on the cloud (${cli} apply, pid ${reapply.pid}); the device received the delta over MQTT and reported setpoint ${after.twins['setpoint']?.value}`,
     ]);
   } finally {
     await client?.endAsync(true).catch(() => undefined);

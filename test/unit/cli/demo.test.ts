@@ -95,9 +95,16 @@ describe('edgeward demo', () => {
     expect(out).not.toContain('demo-only-not-a-real-password');
     expect(out).not.toContain(Buffer.from('demo-only-not-a-real-password').toString('base64'));
 
-    // Cloud, join, edge and apply: four child PIDs, all stopped, and the work dir is gone.
+    // Step 8 (issue #6): a device enrolled with a token, reported over MQTT with mTLS, got its desired value.
+    expect(out).toMatch(/^device SVID    spiffe:\/\/demo\.edgeward\.test\/edgeward\/device\/default\/demo-sensor, /m);
+    expect(out).toMatch(/^cloud view     .*: Online, reported temperature 21\.7, setpoint 21\.0, last seen /m);
+    expect(out).toMatch(/setpoint 21\.0 -> 23\.5 applied on the cloud .*reported setpoint 23\.5$/m);
+    expect(out).not.toMatch(/ewdt_/);
+
+    // Cloud, join, edge, apply, and step 8's apply, device token, device enroll and apply: eight child PIDs,
+    // all stopped, and the work dir is gone.
     const pids = printedPids(out);
-    expect(pids.stopped).toHaveLength(4);
+    expect(pids.stopped).toHaveLength(8);
     for (const p of pids.stopped) expect(pids.all).toContain(p);
     for (const p of pids.stopped) expect(alive(p), `pid ${p}`).toBe(false);
     expect(existsSync(workDir(out))).toBe(false);
@@ -151,7 +158,7 @@ describe('edgeward demo', () => {
       const text = out();
       expect(text).toMatch(/^SIGINT: stopping\.$/m);
       const pids = printedPids(text);
-      expect(pids.stopped).toHaveLength(4);
+      expect(pids.stopped).toHaveLength(8);
       for (const p of pids.stopped) expect(alive(p), `pid ${p}`).toBe(false);
       expect(existsSync(workDir(text))).toBe(false);
     } finally {
