@@ -205,7 +205,7 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
     const peer = socket.remoteAddress ?? '?';
     const send = (status: number, body: unknown): void => {
       const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': status === 200 && req.url === '/v1/device/bundle' ? 'application/json' : 'application/json', 'cache-control': 'no-store', connection: 'close' });
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', connection: 'close' });
       res.end(text);
     };
     try {
@@ -227,7 +227,7 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
       if (url !== '/v1/device/enroll' && url !== '/v1/device/renew') throw new Refusal(404, 'device-enroll/not-found', 'no such endpoint');
       if (req.method !== 'POST') throw new Refusal(405, 'device-enroll/method-not-allowed', 'use POST');
       const body = await readBody(req);
-      const chain = socket.authorized || socket.getPeerCertificate() !== null ? peerChain(socket.getPeerCertificate(true)) : [];
+      const chain = peerChain(socket.getPeerCertificate(true)); // empty when the client sent no certificate
       if (url === '/v1/device/renew') {
         only(body, ['csr']);
         const csr = csrDer(body['csr']);
