@@ -6,6 +6,7 @@
  * one over a fake store.
  */
 import { request } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnrollServer, type EnrollServer } from '../../src/edge/devices/enroll-server.js';
 import { createDeviceRegistry } from '../../src/edge/devices/registry.js';
@@ -15,6 +16,7 @@ import {
   certToPem,
   derToPem,
   generateP256,
+  ManualClock,
   mintX509SvidFromCsr,
   signerFromPrivateKey,
   SpiffeId,
@@ -23,6 +25,7 @@ import {
 } from '../../src/identity/index.js';
 import { NodeApiError, type DeviceEnrollMessage, type DeviceRenewMessage, type NodeApiMessage } from '../../src/protocol/index.js';
 import type { LocalResource, StoreChange } from '../../src/edge/hub/store.js';
+import { CloudClientError, CloudRefusedError } from '../../src/edge/cloud-client/errors.js';
 import { authority, leaf, nodeIdentity, TD, type Authority } from './eventbus-fixture.js';
 
 const NODE = 'bus-node';
@@ -50,14 +53,15 @@ function putDevice(name: string, extra: Record<string, unknown> = {}, spec: Reco
 interface Reply {
   status: number;
   body: Record<string, unknown>;
+  headers: Record<string, string | string[] | undefined>;
 }
 
-function call(method: string, path: string, body?: string, o: { contentType?: string; cert?: string; key?: string } = {}): Promise<Reply> {
+function call(method: string, path: string, body?: string, o: { contentType?: string; cert?: string; key?: string; port?: number } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
         host: '127.0.0.1',
-        port,
+        port: o.port ?? port,
         method,
         path,
         ca: x509AuthoritiesPem(ca.bundle),
@@ -69,7 +73,7 @@ function call(method: string, path: string, body?: string, o: { contentType?: st
       (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (s: string) => (text += s));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), headers: res.headers }));
       },
     );
     req.on('error', reject);
@@ -207,5 +211,142 @@ describe('device registry', () => {
     expect(seen).toContain('delete:default/mover');
     expect(seen).toContain('put:default/f');
     expect(logs.some((l) => l['event'] === 'security.device_resource_invalid')).toBe(true);
+  });
+});
+
+describe('enrolment endpoint: what the cloud answers, limits, rotation', () => {
+  const TOKEN = 'ewdt_abcdefghijklmnopqrstuvwxyz0123456789';
+  let other: EnrollServer;
+  let otherPort = 0;
+  const clock = new ManualClock(Date.now());
+  let answer: (m: DeviceEnrollMessage | DeviceRenewMessage) => Promise<NodeApiMessage>;
+  let identity: ReturnType<typeof nodeIdentity>;
+  const sign = (m: DeviceEnrollMessage | DeviceRenewMessage, o: { device?: string; csr?: Buffer; by?: Authority } = {}): NodeApiMessage => {
+    const by = o.by ?? ca;
+    const device = o.device ?? m.device ?? 'default/a';
+    const issued = mintX509SvidFromCsr({ spiffeId: SpiffeId.parse(`spiffe://${TD.name}/edgeward/device/${device}`), csr: o.csr ?? m.csr, issuer: { cert: by.root.parsed, signer: signerFromPrivateKey(by.key) }, now: Date.now(), ttlMs: 3_600_000 });
+    return { v: 1, kind: 'device.svid', device, svidChainDer: [issued.der], expiresAt: issued.notAfter };
+  };
+  const enrol = (o: { port?: number } = {}): Promise<Reply> => call('POST', '/v1/device/enroll', JSON.stringify({ token: TOKEN, csr: csr().pem }), { port: o.port ?? otherPort });
+
+  beforeAll(async () => {
+    identity = nodeIdentity(ca, NODE);
+    other = createEnrollServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      trustDomain: TD,
+      identity,
+      devices: registry,
+      clock,
+      logger,
+      limits: { perAddressBurst: 3, perAddressPerSecond: 1, globalBurst: 1000, globalPerSecond: 1000, timeoutMs: 600 },
+      relay: (m) => answer(m),
+    });
+    otherPort = (await other.start()).port;
+  });
+  afterAll(async () => {
+    await other.close();
+  });
+  const fresh = (): void => clock.advance(10_000); // refills the per-address bucket
+
+  it("checks what the cloud signed before handing it out: another key, another device, another CA are 502", async () => {
+    const wrong: Array<[string, (m: DeviceEnrollMessage | DeviceRenewMessage) => NodeApiMessage, number, string]> = [
+      ['another key', (m) => sign(m, { csr: buildCsr(generateP256()) }), 502, 'device-enroll/bad-cloud-reply'],
+      // the reply names default/f (a device here) but the SVID is default/a's
+      ['another SPIFFE ID', (m) => ({ ...sign(m, { device: 'default/a' }), device: 'default/f' }) as NodeApiMessage, 502, 'device-enroll/bad-cloud-reply'],
+      ['another CA', (m) => sign(m, { by: authority() }), 502, 'device-enroll/bad-cloud-reply'],
+      ['a device not on this node', (m) => sign(m, { device: 'default/elsewhere' }), 404, 'device/unknown'],
+    ];
+    for (const [what, f, status, c] of wrong) {
+      fresh();
+      answer = async (m) => f(m);
+      const r = await enrol();
+      expect({ what, status: r.status, code: code(r) }).toEqual({ what, status, code: c });
+      expect(r.body['svidPem']).toBeUndefined();
+    }
+    fresh();
+    answer = async () => ({ v: 1, kind: 'renew.result' } as unknown as NodeApiMessage);
+    expect(code(await enrol())).toBe('device-enroll/bad-cloud-reply');
+  });
+
+  it('maps what the cloud refused: its device codes as they are, CSR codes 400, busy and unreachable 503 (Retry-After), the node refused 502', async () => {
+    const cases: Array<[CloudRefusedError | CloudClientError, number, string]> = [
+      [new CloudRefusedError('device/wrong-node', 'not your device', 403), 403, 'device/wrong-node'],
+      [new CloudRefusedError('device/factory-refused', 'no', 403), 403, 'device/factory-refused'],
+      [new CloudRefusedError('csr/bad-signature', 'bad', 400), 400, 'csr/bad-signature'],
+      [new CloudRefusedError('rate-limit/exceeded', 'slow down', 429), 503, 'device-enroll/cloud-busy'],
+      [new CloudRefusedError('node/banned', 'banned', 403), 502, 'device-enroll/cloud-refused'],
+      [new CloudClientError('cloud-client/unreachable', 'ECONNREFUSED'), 503, 'device-enroll/cloud-unreachable'],
+      [new CloudClientError('cloud-client/timeout', 'late'), 503, 'device-enroll/cloud-unreachable'],
+    ];
+    for (const [e, status, c] of cases) {
+      fresh();
+      answer = () => Promise.reject(e);
+      const r = await enrol();
+      expect({ status: r.status, code: code(r) }).toEqual({ status, code: c });
+      if (status === 503) expect(r.headers['retry-after']).toBe('1');
+      expect(logs.filter((l) => l['event'] === 'security.device_enroll_refused').at(-1)).toMatchObject({ code: c, reason: `cloud:${e.code}` });
+    }
+    expect(other.stats().refused['device-enroll/cloud-unreachable']).toBe(2);
+  });
+
+  it('rate limits per source address on the injected clock: 429 with Retry-After, refilled as time passes', async () => {
+    fresh();
+    answer = async (m) => sign(m);
+    for (let i = 0; i < 3; i++) expect((await call('GET', '/v1/device/bundle', undefined, { port: otherPort })).status).toBe(200);
+    const limited = await enrol();
+    expect(limited.status).toBe(429);
+    expect(code(limited)).toBe('device-enroll/rate-limited');
+    expect(limited.headers['retry-after']).toBe('1');
+    clock.advance(1000); // one token back
+    expect((await enrol()).status).toBe(200);
+    expect((await enrol()).status).toBe(429);
+  });
+
+  it('a chunked body over 16 KiB is answered 413 (read and discarded, not buffered)', async () => {
+    fresh();
+    const r = await new Promise<Reply>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: otherPort, method: 'POST', path: '/v1/device/enroll', ca: x509AuthoritiesPem(ca.bundle), checkServerIdentity: () => undefined, agent: false, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (t: string) => (text += t));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, headers: res.headers }));
+        },
+      );
+      req.on('error', reject);
+      for (let i = 0; i < 10; i++) req.write('{"token":"' + 'x'.repeat(4000));
+      req.end();
+    });
+    expect(r.status).toBe(413);
+    expect(code(r)).toBe('device-enroll/too-large');
+  });
+
+  it('closes a connection that sends nothing after the handshake (timeouts)', async () => {
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const started = Date.now();
+      const s = tlsConnect({ host: '127.0.0.1', port: otherPort, ca: x509AuthoritiesPem(ca.bundle), checkServerIdentity: () => undefined });
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(Date.now() - started));
+      setTimeout(() => reject(new Error('the idle connection was not closed')), 5000).unref();
+    });
+    expect(closedAfter).toBeLessThan(5000);
+  });
+
+  it('serves the rotated node SVID to new connections (setSecureContext on identity change)', async () => {
+    const served = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: otherPort, ca: x509AuthoritiesPem(ca.bundle), checkServerIdentity: () => undefined }, () => {
+          resolve(s.getPeerCertificate().serialNumber.toLowerCase());
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+    const norm = (hex: string): string => hex.toLowerCase().replace(/^0+/, '');
+    const before = await served();
+    expect(norm(before)).toBe(norm(identity.current().cert.serialHex));
+    const next = identity.rotate();
+    const after = await served();
+    expect(norm(after)).toBe(norm(next.cert.serialHex));
+    expect(after).not.toBe(before);
   });
 });

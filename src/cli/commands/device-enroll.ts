@@ -136,10 +136,24 @@ function json(r: Reply): Record<string, unknown> {
   throw new DeviceClientError('device-enroll/bad-response', `the endpoint answered HTTP ${r.status} without a JSON object`);
 }
 
+/** A non-200 answer: the endpoint's `{error: {code, message}}` (printable, bounded), or its HTTP status. */
+function refusalOf(r: Reply): DeviceClientError {
+  let code = `http-${r.status}`;
+  let message = 'refused';
+  try {
+    const err = json(r)['error'] as { code?: unknown; message?: unknown } | undefined;
+    if (typeof err?.code === 'string' && /^[a-z0-9][a-z0-9/_.-]{0,63}$/.test(err.code)) code = err.code;
+    if (typeof err?.message === 'string') message = err.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
+  } catch {
+    // not JSON: the status says it
+  }
+  return new DeviceClientError('device-enroll/refused', `${code}: ${message}`);
+}
+
 /** Fetch the node's bundle and pin it by digest; the server must be a node SVID of that bundle. */
 async function pinnedBundle(edge: Edge, digest: string): Promise<TrustBundle> {
   const r = await call(edge, 'GET', '/v1/device/bundle', {});
-  if (r.status !== 200) throw new DeviceClientError('device-enroll/bad-response', `GET /v1/device/bundle answered HTTP ${r.status}`);
+  if (r.status !== 200) throw refusalOf(r);
   let bundle: TrustBundle;
   try {
     const id = SpiffeId.parse(parseCertificate(r.chain[0] ?? Buffer.alloc(0)).uris[0] ?? '');
@@ -156,16 +170,13 @@ async function pinnedBundle(edge: Edge, digest: string): Promise<TrustBundle> {
 /** POST and check the SVID the node returns: an X509-SVID of `bundle`, for a device (`expect` if given), with our key. */
 async function obtain(edge: Edge, path: string, body: Record<string, unknown>, bundle: TrustBundle, key: { spki: Buffer }, expect: string | undefined, client?: { cert: string; key: string }): Promise<{ device: string; chain: Buffer[]; expiresAt: number; bundle: TrustBundle }> {
   const r = await call(edge, 'POST', path, { body, bundle, ...(client === undefined ? {} : client) });
+  if (r.status !== 200) throw refusalOf(r);
   const o = json(r);
-  if (r.status !== 200) {
-    const err = o['error'] as { code?: unknown; message?: unknown } | undefined;
-    const code = typeof err?.code === 'string' ? err.code.slice(0, 64) : `http-${r.status}`;
-    const message = typeof err?.message === 'string' ? err.message.slice(0, 300) : 'refused';
-    throw new DeviceClientError('device-enroll/refused', `${code}: ${message}`);
-  }
   const td: TrustDomain = bundle.trustDomain;
   let fresh = bundle;
+  // the bundle as the node holds it now (this connection was authenticated with the pinned one)
   if (typeof o['bundle'] === 'string') fresh = parseBundleJson(td, o['bundle']);
+  else if (typeof o['bundle'] === 'object' && o['bundle'] !== null) fresh = parseBundleJson(td, JSON.stringify(o['bundle']));
   const chain = typeof o['svidPem'] === 'string' ? certsFromPem(o['svidPem']) : [];
   const v = validateX509Svid(chain, fresh, Date.now());
   const device = formatDeviceName(deviceNameFromSpiffeId(v.spiffeId, td));
@@ -190,8 +201,35 @@ function csrPem(k: { spki: Buffer; privateKey: KeyObject }): string {
   return derToPem(buildCsr(k), 'CERTIFICATE REQUEST');
 }
 
-const print = (info: DeviceInfo, verb: string, asJson: boolean): string =>
-  asJson ? JSON.stringify(info) + '\n' : `${verb}: ${info.spiffeId}\nexpires: ${new Date(info.expiresAt).toISOString()}\n`;
+/** One line per result: `enrolled spiffe://... expires ISO-TIME DIR`, or device.json's content with --json. */
+const print = (info: DeviceInfo, verb: string, dir: string, asJson: boolean): string =>
+  asJson ? JSON.stringify(info) + '\n' : `${verb} ${info.spiffeId} expires ${new Date(info.expiresAt).toISOString()} ${dir}\n`;
+
+/** DIR/device.json as `device enroll` wrote it, or undefined. */
+function deviceInfoOf(text: string): DeviceInfo | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  const ok =
+    isDeviceName(o['device']) &&
+    typeof o['spiffeId'] === 'string' &&
+    typeof o['expiresAt'] === 'number' &&
+    typeof o['edge'] === 'string' &&
+    typeof o['bundleDigest'] === 'string' &&
+    DIGEST.test(o['bundleDigest']);
+  if (!ok) return undefined;
+  try {
+    if (!deviceSpiffeId(SpiffeId.parse(o['spiffeId'] as string).trustDomain, o['device'] as string).equals(SpiffeId.parse(o['spiffeId'] as string))) return undefined;
+  } catch {
+    return undefined;
+  }
+  return { device: o['device'] as string, spiffeId: o['spiffeId'] as string, expiresAt: o['expiresAt'] as number, edge: o['edge'] as string, bundleDigest: o['bundleDigest'] as string };
+}
 
 export const deviceEnrollCommand = defineCommand({
   name: 'device enroll',
@@ -231,7 +269,7 @@ export const deviceEnrollCommand = defineCommand({
     const body: Record<string, unknown> = flags.token !== undefined ? { token: flags.token, csr: csrPem(k) } : { device: flags.device, csr: csrPem(k) };
     const r = await obtain(edge, '/v1/device/enroll', body, bundle, k, flags.device, client);
     const info = await save(flags.out, r, k.privateKey, edge, digest);
-    io.stdout(print(info, 'enrolled', flags.json === true));
+    io.stdout(print(info, 'enrolled', flags.out, flags.json === true));
     return 0;
   },
 });
@@ -253,19 +291,21 @@ export const deviceRenewCommand = defineCommand({
     if (flags.dir === undefined) throw new CliUsageError('--dir DIR is required (written by device enroll)', { command });
     const dir = flags.dir;
     const read = async (name: string): Promise<string> => (await readBoundedFile(join(dir, name), 64 * 1024)).toString('utf8');
-    let info: DeviceInfo;
+    let text: string;
     try {
-      info = JSON.parse(await read('device.json')) as DeviceInfo;
+      text = await read('device.json');
     } catch (e) {
-      throw new CliUsageError(`${dir}/device.json is missing or not JSON: enrol first`, { command, cause: e });
+      throw new CliUsageError(`${dir}/device.json is missing: enrol first (device enroll --out ${dir})`, { command, cause: e });
     }
+    const info = deviceInfoOf(text);
+    if (info === undefined) throw new CliUsageError(`${dir}/device.json is not what device enroll writes`, { command });
     const edge = parseEdge(flags.edge ?? info.edge, command);
     const td = SpiffeId.parse(info.spiffeId).trustDomain;
     const bundle = parseBundleJson(td, await read('bundle.json'));
     const k = generateP256();
     const r = await obtain(edge, '/v1/device/renew', { csr: csrPem(k) }, bundle, k, info.device, { cert: await read('svid.pem'), key: await read('svid.key') });
     const out = await save(dir, r, k.privateKey, edge, info.bundleDigest);
-    io.stdout(print(out, 'renewed', flags.json === true));
+    io.stdout(print(out, 'renewed', dir, flags.json === true));
     return 0;
   },
 });

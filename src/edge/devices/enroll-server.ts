@@ -40,8 +40,11 @@ import { DEVICE_REFUSAL_HTTP_STATUS, NODE_API_DEVICE_TOKEN_PATTERN, NODE_API_VER
 import type { EdgeLogger } from '../main.js';
 import type { DeviceDirectory } from './directory.js';
 import { peerChain } from '../cloud-client/client.js';
+import { CloudRefusedError } from '../cloud-client/errors.js';
 
 export const MAX_ENROLL_BODY_BYTES = 16 * 1024;
+/** How much of an oversized body is read and discarded so that the 413 reaches the peer. */
+const MAX_DRAINED_BYTES = 1024 * 1024;
 const MAX_CSR_PEM_CHARS = 12 * 1024;
 
 export interface EnrollLimits {
@@ -120,6 +123,24 @@ function csrDer(pem: unknown): Buffer {
   return der;
 }
 
+/**
+ * What the device is told when the cloud did not sign: the cloud's own device refusals pass on unchanged (contract
+ * "Node API"); a CSR the cloud refused is a 400; the cloud busy (its rate limit) or unreachable is a 503 to retry
+ * later; any other refusal of the node itself (banned, unauthenticated) is a 502.
+ */
+function cloudRefusal(e: unknown): Refusal {
+  const code = e instanceof EdgewardError ? String(e.code) : 'unknown';
+  const reason = `cloud:${code}`;
+  const status = DEVICE_REFUSAL_HTTP_STATUS[code];
+  if (status !== undefined) return new Refusal(status, code, e instanceof Error ? e.message.slice(0, 300) : 'refused by the cloud', reason);
+  if (code.startsWith('csr/')) return new Refusal(400, code, 'the cloud refused the CSR', reason);
+  if (e instanceof CloudRefusedError) {
+    if (e.status === 429) return new Refusal(503, 'device-enroll/cloud-busy', 'the cloud is busy; try again later', reason);
+    return new Refusal(502, 'device-enroll/cloud-refused', 'the cloud refused this node\'s request', reason);
+  }
+  return new Refusal(503, 'device-enroll/cloud-unreachable', 'the cloud cannot be reached to sign; try again later', reason);
+}
+
 export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
   const limits: EnrollLimits = { ...DEFAULT_ENROLL_LIMITS, ...o.limits };
   const log = o.logger;
@@ -147,22 +168,33 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
     };
   };
 
+  /**
+   * The request body as one strict JSON object. A body over the limit is read on and discarded (never buffered)
+   * up to MAX_DRAINED_BYTES, so the peer receives its 413 instead of a connection reset; beyond that the
+   * connection is cut.
+   */
   const readBody = (req: IncomingMessage): Promise<Record<string, unknown>> =>
     new Promise((resolve, reject) => {
       const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if (type !== 'application/json') return reject(new Refusal(415, 'device-enroll/bad-content-type', 'the body must be application/json'));
+      const tooLarge = (): Refusal => new Refusal(413, 'device-enroll/too-large', `the body is larger than ${MAX_ENROLL_BODY_BYTES} bytes`);
       const declared = Number(req.headers['content-length'] ?? '0');
-      if (Number.isFinite(declared) && declared > MAX_ENROLL_BODY_BYTES) return reject(new Refusal(413, 'device-enroll/too-large', `the body is larger than ${MAX_ENROLL_BODY_BYTES} bytes`));
+      if (Number.isFinite(declared) && declared > MAX_DRAINED_BYTES) {
+        req.destroy();
+        return reject(tooLarge());
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       req.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_ENROLL_BODY_BYTES) {
+        if (size <= MAX_ENROLL_BODY_BYTES) chunks.push(c);
+        else if (size > MAX_DRAINED_BYTES) {
           req.destroy();
-          reject(new Refusal(413, 'device-enroll/too-large', `the body is larger than ${MAX_ENROLL_BODY_BYTES} bytes`));
-        } else chunks.push(c);
+          reject(tooLarge());
+        }
       });
       req.on('end', () => {
+        if (size > MAX_ENROLL_BODY_BYTES) return reject(tooLarge());
         try {
           // fatal UTF-8 decoding: invalid bytes are refused, not replaced
           const v = parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)), { maxDepth: 4 });
@@ -185,16 +217,17 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
     try {
       reply = await o.relay(m);
     } catch (e) {
-      const code = e instanceof EdgewardError ? e.code : 'unknown';
-      const status = DEVICE_REFUSAL_HTTP_STATUS[code];
-      if (status !== undefined) throw new Refusal(status, code, e instanceof Error ? e.message.slice(0, 300) : 'refused by the cloud', `cloud:${code}`);
-      if (code.startsWith('csr/')) throw new Refusal(400, code, 'the cloud refused the CSR', `cloud:${code}`);
-      throw new Refusal(503, 'device-enroll/cloud-unreachable', 'the cloud cannot be reached to sign; try again later', `cloud:${code}`);
+      throw cloudRefusal(e);
     }
     if (reply.kind !== 'device.svid') throw new Refusal(502, 'device-enroll/bad-cloud-reply', `unexpected ${reply.kind} from the cloud`);
     if (expect !== undefined && reply.device !== expect) throw new Refusal(502, 'device-enroll/bad-cloud-reply', 'the cloud signed for another device');
     if (o.devices.get(reply.device) === undefined) throw new Refusal(404, 'device/unknown', `${reply.device} is not a device of this node`, 'not-on-this-node');
-    const v = validateX509Svid(reply.svidChainDer, o.identity.bundles(), o.clock.now());
+    let v: ReturnType<typeof validateX509Svid>;
+    try {
+      v = validateX509Svid(reply.svidChainDer, o.identity.bundles(), o.clock.now());
+    } catch (e) {
+      throw new Refusal(502, 'device-enroll/bad-cloud-reply', 'the cloud signed an SVID that does not verify against the bundle', `svid:${e instanceof EdgewardError ? e.code : 'invalid'}`);
+    }
     if (!v.spiffeId.equals(deviceSpiffeId(o.trustDomain, reply.device))) throw new Refusal(502, 'device-enroll/bad-cloud-reply', 'the cloud signed another SPIFFE ID');
     if (!v.leaf.spki.equals(verifyCsr(m.csr).spki)) throw new Refusal(502, 'device-enroll/bad-cloud-reply', 'the cloud signed another key');
     return { device: reply.device, svidPem: reply.svidChainDer.map(certToPem).join(''), expiresAt: reply.expiresAt, serial: v.leaf.serialHex };
@@ -205,7 +238,12 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
     const peer = socket.remoteAddress ?? '?';
     const send = (status: number, body: unknown): void => {
       const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', connection: 'close' });
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        connection: 'close',
+        ...(status === 429 || status === 503 ? { 'retry-after': '1' } : {}),
+      });
       res.end(text);
     };
     try {
@@ -287,12 +325,25 @@ export function createEnrollServer(o: EnrollServerOptions): EnrollServer {
 
   return {
     async start() {
-      const srv = createHttpsServer({ ...secureContext(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: limits.timeoutMs }, (req, res) => {
-        void handle(req, res);
-      });
-      srv.headersTimeout = limits.timeoutMs;
-      srv.requestTimeout = limits.timeoutMs;
-      srv.keepAliveTimeout = 1;
+      const srv = createHttpsServer(
+        {
+          ...secureContext(),
+          requestCert: true,
+          rejectUnauthorized: false,
+          minVersion: 'TLSv1.2',
+          handshakeTimeout: limits.timeoutMs,
+          headersTimeout: limits.timeoutMs,
+          requestTimeout: limits.timeoutMs,
+          // how often the two timeouts above are checked (Node's default is 30 s)
+          connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(limits.timeoutMs / 2))),
+          keepAliveTimeout: 1,
+        },
+        (req, res) => {
+          void handle(req, res);
+        },
+      );
+      // a connection that goes quiet (after the handshake, between requests) is closed too
+      srv.timeout = limits.timeoutMs;
       srv.maxConnections = limits.maxConnections;
       srv.maxHeadersCount = 32;
       srv.on('tlsClientError', (e: Error & { code?: string }) => {

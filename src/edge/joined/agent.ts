@@ -43,10 +43,7 @@ import { createEdgeHubAdminHandlers } from '../hub/admin.js';
 import { nodeSvidIdentitySource } from '../hub/identity-adapter.js';
 import { openDataKey, type DataKeyProvider } from '../hub/sealing.js';
 import { openEdgeHubStore, type EdgeHubStore } from '../hub/store.js';
-import { createDeviceRegistry, type DeviceRegistry } from '../devices/registry.js';
-import { createEnrollServer, type EnrollServer } from '../devices/enroll-server.js';
-import { openTwinStore } from '../devices/twin-store.js';
-import { createTwinEngine, type TwinEngine } from '../devices/twins.js';
+import { createDeviceRegistry, createEnrollServer, createTwinEngine, openTwinStore, type DeviceRegistry, type EnrollServer, type TwinEngine } from '../devices/index.js';
 import { createEventBus, loadMqttAclPolicy, type EventBus } from '../eventbus/index.js';
 
 function openCache(path: string, key: Buffer, files: StateFiles, log: EdgeLogger): EdgeCache {
