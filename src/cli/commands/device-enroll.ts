@@ -180,13 +180,21 @@ async function obtain(edge: Edge, path: string, body: Record<string, unknown>, b
   const chain = typeof o['svidPem'] === 'string' ? certsFromPem(o['svidPem']) : [];
   const v = validateX509Svid(chain, fresh, Date.now());
   const device = formatDeviceName(deviceNameFromSpiffeId(v.spiffeId, td));
+  // the answer's own names must agree with the SVID (a node that says one thing and signs another is broken)
+  if ((o['device'] !== undefined && o['device'] !== device) || (o['spiffeId'] !== undefined && o['spiffeId'] !== v.spiffeId.toString())) {
+    throw new DeviceClientError('device-enroll/bad-response', 'the answer names another device than its SVID');
+  }
   if (expect !== undefined && device !== expect) throw new DeviceClientError('device-enroll/bad-response', `the node returned an SVID for ${device}, not ${expect}`);
   if (!v.leaf.spki.equals(key.spki)) throw new DeviceClientError('device-enroll/bad-response', 'the returned SVID is not for the key made here');
   return { device, chain, expiresAt: v.leaf.notAfter, bundle: fresh };
 }
 
-async function save(dir: string, r: { device: string; chain: Buffer[]; expiresAt: number; bundle: TrustBundle }, key: KeyObject, edge: Edge, digest: string): Promise<DeviceInfo> {
-  const info: DeviceInfo = { device: r.device, spiffeId: deviceSpiffeId(r.bundle.trustDomain, r.device).toString(), expiresAt: r.expiresAt, edge: edge.text, bundleDigest: digest };
+/**
+ * Write DIR. device.json's bundleDigest is the digest of the bundle written to bundle.json: the pinned one at
+ * enrolment, or the node's newer one (after a CA rotation) as it came over a connection the older one authenticated.
+ */
+async function save(dir: string, r: { device: string; chain: Buffer[]; expiresAt: number; bundle: TrustBundle }, key: KeyObject, edge: Edge): Promise<DeviceInfo> {
+  const info: DeviceInfo = { device: r.device, spiffeId: deviceSpiffeId(r.bundle.trustDomain, r.device).toString(), expiresAt: r.expiresAt, edge: edge.text, bundleDigest: bundleDigest(r.bundle) };
   await writeFilesAtomic(dir, [
     { name: 'svid.key', data: key.export({ type: 'pkcs8', format: 'pem' }), mode: PRIVATE_FILE_MODE },
     { name: 'svid.pem', data: r.chain.map(certToPem).join(''), mode: PUBLIC_FILE_MODE },
@@ -268,7 +276,7 @@ export const deviceEnrollCommand = defineCommand({
     const k = generateP256();
     const body: Record<string, unknown> = flags.token !== undefined ? { token: flags.token, csr: csrPem(k) } : { device: flags.device, csr: csrPem(k) };
     const r = await obtain(edge, '/v1/device/enroll', body, bundle, k, flags.device, client);
-    const info = await save(flags.out, r, k.privateKey, edge, digest);
+    const info = await save(flags.out, r, k.privateKey, edge);
     io.stdout(print(info, 'enrolled', flags.out, flags.json === true));
     return 0;
   },
@@ -301,10 +309,17 @@ export const deviceRenewCommand = defineCommand({
     if (info === undefined) throw new CliUsageError(`${dir}/device.json is not what device enroll writes`, { command });
     const edge = parseEdge(flags.edge ?? info.edge, command);
     const td = SpiffeId.parse(info.spiffeId).trustDomain;
-    const bundle = parseBundleJson(td, await read('bundle.json'));
+    let bundle: TrustBundle;
+    try {
+      bundle = parseBundleJson(td, await read('bundle.json'));
+    } catch (e) {
+      throw new DeviceClientError('device-enroll/bundle-mismatch', `${dir}/bundle.json is missing or not a bundle of ${td.name}: enrol again`, { cause: e });
+    }
+    // the trust anchor of this renewal must be the bundle enrolment recorded (not a planted or edited one)
+    if (bundleDigest(bundle) !== info.bundleDigest) throw new DeviceClientError('device-enroll/bundle-mismatch', `${dir}/bundle.json does not match the bundleDigest in device.json`);
     const k = generateP256();
     const r = await obtain(edge, '/v1/device/renew', { csr: csrPem(k) }, bundle, k, info.device, { cert: await read('svid.pem'), key: await read('svid.key') });
-    const out = await save(dir, r, k.privateKey, edge, info.bundleDigest);
+    const out = await save(dir, r, k.privateKey, edge);
     io.stdout(print(out, 'renewed', dir, flags.json === true));
     return 0;
   },
