@@ -26,7 +26,8 @@
  * rateLimit: { attestBurst: 5, attestPerSecond: 1, maxSources: 10000 }
  * server: { maxConnections: 25000, headersTimeout: 10s, requestTimeout: 30s, keepAliveTimeout: 60s }
  * hub: { maxSessions: 20000 }
- * devices: { svidTtl: 24h }   # device X509-SVID lifetime (issue #6); at most caTtl/6
+ * devices: { svidTtl: 24h, tokenTtl: 1h }   # issue #6: device X509-SVID lifetime (at most caTtl/6);
+ *                                          # default lifetime of `edgeward device token` (1m..24h)
  * ```
  *
  * `server.maxConnections` counts every TLS connection of the node API listener, hub WebSockets included
@@ -45,7 +46,7 @@
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { DEFAULT_DEVICE_SVID_TTL_MS } from './devices/index.js';
+import { DEFAULT_DEVICE_SVID_TTL_MS, DEFAULT_DEVICE_TOKEN_TTL_MS, MAX_DEVICE_TOKEN_TTL_MS, MIN_DEVICE_TOKEN_TTL_MS } from './devices/index.js';
 import { certsFromPem, collectProblems, EdgewardError, isLogLevel, parseDuration, STRICT_YAML_OPTIONS, TrustDomain, type LogLevel } from '../identity/index.js';
 import { createX509PopTrust, isEkHash, isNodeName, parseManufacturerCa } from '../attestation/index.js';
 
@@ -111,9 +112,10 @@ export interface CloudConfig {
   readonly hub: { readonly maxSessions: number };
   /**
    * Devices (issue #6): lifetime of device X509-SVIDs (default 24 h, or caTtl/6 when that is shorter; an
-   * explicit value must be at most caTtl/6). The CA's X509-SVID maximum is raised to it.
+   * explicit value must be at most caTtl/6). The CA's X509-SVID maximum is raised to it. `tokenTtlMs`: the
+   * lifetime of a device bootstrap token made without `--ttl` (default 1 h, 1 min .. 24 h).
    */
-  readonly devices: { readonly svidTtlMs: number };
+  readonly devices: { readonly svidTtlMs: number; readonly tokenTtlMs: number };
   readonly logLevel: CloudLogLevel;
   /** `unix:///PATH` of an external SPIFFE Workload API: SPIRE mode (docs/spire.md); also from SPIFFE_ENDPOINT_SOCKET. */
   readonly spiffeSocket: string | undefined;
@@ -130,6 +132,8 @@ export interface CloudConfigInput {
   nodeSvidTtl?: string | undefined;
   /** `--device-svid-ttl` (issue #6). */
   deviceSvidTtl?: string | undefined;
+  /** `--device-token-ttl` (issue #6): default lifetime of device bootstrap tokens. */
+  deviceTokenTtl?: string | undefined;
   x509popCaBundle?: string | undefined;
   tpmEkCaBundle?: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
@@ -167,7 +171,7 @@ const FILE_KEYS = [
   'hub',
   'devices',
 ] as const;
-const DEVICES_KEYS = ['svidTtl'] as const;
+const DEVICES_KEYS = ['svidTtl', 'tokenTtl'] as const;
 const HUB_KEYS = ['maxSessions'] as const;
 /** Default `server.maxConnections`: the default hub sessions and room for the node API's requests. */
 const DEFAULT_MAX_CONNECTIONS = 25_000;
@@ -460,7 +464,15 @@ export function parseCloudConfig(input: CloudConfigInput): CloudConfig {
       deviceSvidTtlMs = t;
     }
   }
-  const devices = Object.freeze({ svidTtlMs: deviceSvidTtlMs });
+  const tokenTtlText = input.deviceTokenTtl ?? fileString('tokenTtl', devObj, 'config file devices');
+  const tokenTtlMs =
+    tokenTtlText === undefined
+      ? DEFAULT_DEVICE_TOKEN_TTL_MS
+      : (take(
+          () => parseDuration(tokenTtlText, { min: MIN_DEVICE_TOKEN_TTL_MS, max: MAX_DEVICE_TOKEN_TTL_MS }),
+          input.deviceTokenTtl !== undefined ? '--device-token-ttl' : 'config file devices.tokenTtl',
+        ) ?? DEFAULT_DEVICE_TOKEN_TTL_MS);
+  const devices = Object.freeze({ svidTtlMs: deviceSvidTtlMs, tokenTtlMs });
 
   if (problems.length > 0 || trustDomain === undefined || dataDir === undefined || adminSocketPath === undefined || listen === undefined) {
     throw new CloudConfigError(problems.length > 0 ? problems : ['invalid configuration']);

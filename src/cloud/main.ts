@@ -268,7 +268,14 @@ export async function runCloud(config: CloudConfig, deps: CloudDeps): Promise<Ru
             throw new DeviceError('device/not-served', 'this cloud runs in SPIRE mode (--spiffe-socket): it does not issue device SVIDs');
           },
         }
-      : createDeviceAdminHandlers({ resources, tokens: deviceTokens, clock, logger: log, bundleDigest: () => bundleDigest(identity.bundle()) });
+      : createDeviceAdminHandlers({
+          resources,
+          tokens: deviceTokens,
+          clock,
+          logger: log,
+          bundleDigest: () => bundleDigest(identity.bundle()),
+          defaultTokenTtlMs: config.devices.tokenTtlMs,
+        });
     const admin = deps.openAdminSocket({
       socketPath: config.adminSocketPath,
       logger: log,

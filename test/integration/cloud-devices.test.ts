@@ -3,12 +3,15 @@
  * and "Cloud"): a real CaManager, SQLite cloud, resource and token stores in a temp dir, a node joined with a
  * join token and authenticated by its node X509-SVID, device CSRs made by openssl, a ManualClock. The Device
  * and its model are applied through the resource admin methods, tokens and revocation through the device
- * admin methods; `edgeward device token|revoke` run against a real admin socket.
+ * admin methods; `edgeward device token|revoke` run against a real admin socket. Factory enrolment with a
+ * manufacturer CA and device certificates made by openssl; one issued device SVID is read and verified by
+ * `openssl x509 -text` / `openssl verify`.
  *
  * Spec: X509-SVID 5 (the issued and the presented SVIDs validate against the trust domain's bundle), the
  * contract's refusal codes (`device-token/invalid` for every token reason, only logged as
  * `security.device_token_refused {reason}`), revocation by NotBefore (`revokedBefore`).
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJoinTokenAttestor, deviceSpiffeId, generateJoinToken, RateLimiter } from '../../src/attestation/index.js';
@@ -32,7 +35,7 @@ import {
   type DeviceTokenResult,
   type DeviceTokenStore,
 } from '../../src/cloud/devices/index.js';
-import { bundleDigest, CaManager, ManualClock, MemoryKeyStore, TrustDomain, validateX509Svid } from '../../src/identity/index.js';
+import { bundleDigest, CaManager, certsFromPem, certToPem, ManualClock, MemoryKeyStore, TrustDomain, validateX509Svid } from '../../src/identity/index.js';
 import { encodeNodeApiMessage, type AdminSocketServer, type CloudToEdgeMessage, type NodeApiMessage } from '../../src/protocol/index.js';
 import { openssl, tempDir } from '../helpers/index.js';
 import { fakeIo } from '../unit/cli/fake-io.js';
@@ -59,6 +62,7 @@ const logs: LogLine[] = [];
 let handlers: Record<string, (p: Record<string, unknown>) => unknown>;
 let edge1: AuthenticatedNode;
 let edge2: AuthenticatedNode;
+let nodeStore: ReturnType<typeof createCloudStore>;
 
 async function newCsr(): Promise<Buffer> {
   return (await openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `k${csrs.length}.key`), '-subj', '/CN=dev', '-outform', 'DER'])).stdoutBytes;
@@ -111,6 +115,7 @@ beforeAll(async () => {
   for (let i = 0; i < 10; i++) csrs.push(await newCsr());
   clock = new ManualClock(Math.floor(Date.now() / 1000) * 1000);
   const store = createCloudStore(join(dir, 'cloud.db'), { files: hostStateFiles, trustDomain: td, clock });
+  nodeStore = store;
   ca = new CaManager({ trustDomain: td, caTtlMs: 7 * DAY, maxX509SvidTtlMs: DAY }, new MemoryKeyStore());
   ca.tick(clock.now());
   resources = createResourceStore(join(dir, 'resources.db'), { files: hostStateFiles, clock });
@@ -154,6 +159,8 @@ afterAll(() => {
 });
 
 let svid: Buffer[] = [];
+/** The first device SVID issued (checked with openssl below). */
+let issuedChain: Buffer[] = [];
 
 describe('device enrolment and renewal through the node service', () => {
   it('device.token names the device, its node and the bundle digest', () => {
@@ -167,6 +174,7 @@ describe('device enrolment and renewal through the node service', () => {
     const t = token();
     const m = ok(enroll(edge1, t.token, csrs[0]!), 'device.svid');
     expect(m.device).toBe(DEVICE);
+    issuedChain = m.svidChainDer;
     const v = validate(m.svidChainDer);
     expect(v.dnsNames).toEqual([]);
     expect(m.expiresAt).toBe(v.notAfter);
@@ -250,6 +258,27 @@ describe('device enrolment and renewal through the node service', () => {
     refused(enroll(edge1, t.token, csrs[7]!), 404, 'device/unknown');
   });
 
+  it('device.enroll and device.renew spend the per-node signing budget, refusals included (429 rate-limit/exceeded)', () => {
+    const limited = createNodeService({
+      trustDomain: td,
+      store: nodeStore,
+      ca,
+      clock,
+      attestors: [],
+      nodeSvidTtlMs: HOUR,
+      maxWorkloadSvidTtlMs: HOUR,
+      maxJwtSvidTtlMs: 300_000,
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+      signingRateLimiter: new RateLimiter({ capacity: 2, refillPerSecond: 0.001, maxKeys: 10 }),
+      devices: createDeviceIssuer({ trustDomain: td, resources, tokens, ca, svidTtlMs: DAY, logger: { info: () => {}, warn: () => {} } }),
+    });
+    const junk = 'ewdt_' + Buffer.alloc(32, 1).toString('base64url');
+    const send = (m: NodeApiMessage): NodeReply => limited.handle(body(m), edge1, SRC);
+    refused(send({ v: 1, kind: 'device.enroll', csr: csrs[8]!, token: junk }), 403, 'device-token/invalid');
+    refused(send({ v: 1, kind: 'device.renew', device: DEVICE, csr: csrs[8]!, svidChainDer: [Buffer.from('x')] }), 403, 'device/renew-refused');
+    refused(send({ v: 1, kind: 'device.enroll', csr: csrs[8]!, token: token().token }), 429, 'rate-limit/exceeded');
+  });
+
   it('a bad CSR is refused before the token is spent', () => {
     const t = token();
     refused(enroll(edge1, t.token, Buffer.from('not a csr')), 400, 'csr/malformed');
@@ -286,3 +315,105 @@ describe('edgeward device token | revoke (real admin socket)', () => {
   });
 });
 
+
+describe('an issued device SVID, as openssl sees it', () => {
+  it('X509-SVID 4: one URI SAN (the device ID), no DNS SANs, not a CA, digitalSignature; verifies to the bundle', async () => {
+    const leafPem = join(dir, 'device-svid.pem');
+    const interPem = join(dir, 'device-svid-chain.pem');
+    const rootsPem = join(dir, 'bundle-roots.pem');
+    await writeFile(leafPem, certToPem(issuedChain[0]!));
+    await writeFile(interPem, issuedChain.slice(1).map((d) => certToPem(d)).join(''));
+    await writeFile(rootsPem, ca.x509Authorities().map((d) => certToPem(d)).join(''));
+    const text = (await openssl(['x509', '-in', leafPem, '-noout', '-text'])).stdout;
+    expect(text).toContain(`URI:${deviceSpiffeId(td, DEVICE).toString()}`);
+    expect(text).not.toContain('DNS:');
+    expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:FALSE/);
+    // X509-SVID 4.3: digitalSignature set, keyCertSign and cRLSign not (keyEncipherment/keyAgreement are allowed).
+    expect(text).toMatch(/X509v3 Key Usage: critical\s+Digital Signature/);
+    expect(text).not.toMatch(/Certificate Sign|CRL Sign/);
+    // The chain verifies with openssl at the real time (the manual clock started at the real time).
+    const v = await openssl(['verify', '-CAfile', rootsPem, '-untrusted', interPem, '-purpose', 'sslclient', leafPem]);
+    expect(v.stdout).toContain(': OK');
+  });
+});
+
+describe('factory enrolment through the node service (manufacturer CA made with openssl)', () => {
+  const CNF = `[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+`;
+  const factory: Record<string, Buffer> = {};
+  let makerPem = '';
+  const SENSOR = 'default/sensor-1';
+
+  const factoryEnroll = (node: AuthenticatedNode, device: string, chain: Buffer[], csr: Buffer): NodeReply =>
+    service.handle(body({ v: 1, kind: 'device.enroll', device, csr, factoryChainDer: chain }), node, SRC);
+
+  beforeAll(async () => {
+    const cnf = join(dir, 'factory.cnf');
+    await writeFile(cnf, CNF);
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    const root = async (name: string, subj: string): Promise<void> => {
+      await openssl(['req', '-x509', '-config', cnf, '-extensions', 'ca', ...ec, '-days', '30', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.pem`), '-subj', subj]);
+    };
+    const leaf = async (name: string, subj: string, issuer: string): Promise<void> => {
+      await openssl(['req', '-new', '-config', cnf, ...ec, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`), '-subj', subj]);
+      await openssl([
+        'x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, `${issuer}.pem`), '-CAkey', join(dir, `${issuer}.key`),
+        '-set_serial', String(Object.keys(factory).length + 10), '-days', '30', '-extfile', cnf, '-extensions', 'leaf', '-out', join(dir, `${name}.pem`),
+      ]);
+      factory[name] = certsFromPem(await readFile(join(dir, `${name}.pem`), 'utf8'))[0]!;
+    };
+    await root('maker', '/O=Maker Inc/CN=Maker Device CA');
+    await root('other-maker', '/O=Maker Inc/CN=Maker Device CA'); // same name, another key
+    await leaf('sensor-1', '/O=Maker Inc/CN=sensor/serialNumber=SN-1', 'maker');
+    await leaf('sensor-1-wrong-serial', '/O=Maker Inc/CN=sensor/serialNumber=SN-2', 'maker');
+    await leaf('sensor-1-other-ca', '/O=Maker Inc/CN=sensor/serialNumber=SN-1', 'other-maker');
+    makerPem = await readFile(join(dir, 'maker.pem'), 'utf8');
+    // The manual clock must be inside the manufacturer certificates' validity.
+    clock.set(Math.max(clock.now(), Math.ceil((Date.now() + 2000) / 1000) * 1000));
+    handlers['resource.apply']!({
+      documents: [
+        { apiVersion: 'edgeward.io/v1', kind: 'DeviceModel', metadata: { name: 'sensor', nodes: ['*'] }, spec: { properties: [], factoryCAs: [makerPem] } },
+        { ...deviceDoc('sensor-1', 'edge-1'), spec: { deviceModelRef: { name: 'sensor' }, nodeName: 'edge-1', factoryIdentity: { serialNumber: 'SN-1' } } },
+        { ...deviceDoc('sensor-2', 'edge-1'), spec: { deviceModelRef: { name: 'sensor' }, nodeName: 'edge-1' } },
+      ],
+    });
+  });
+
+  it('a chain to the model factory CA with the Device serialNumber gets the device SVID', () => {
+    const m = ok(factoryEnroll(edge1, SENSOR, [factory['sensor-1']!], csrs[0]!), 'device.svid');
+    expect(m.device).toBe(SENSOR);
+    validate(m.svidChainDer, SENSOR);
+    expect(lastEvent('device.enrolled')).toMatchObject({ device: SENSOR, node: 'edge-1', method: 'factory' });
+  });
+
+  it('refused (device/factory-refused, reason only logged): wrong serial, another CA, no factoryIdentity; other node: device/wrong-node', () => {
+    const cases: Array<[string, Buffer, string]> = [
+      [SENSOR, factory['sensor-1-wrong-serial']!, 'factory serialNumber does not match the device'],
+      [SENSOR, factory['sensor-1-other-ca']!, 'factory chain does not verify to a factory CA of the model'],
+      ['default/sensor-2', factory['sensor-1']!, 'the device has no factoryIdentity'],
+    ];
+    for (const [device, leaf, reason] of cases) {
+      const r = factoryEnroll(edge1, device, [leaf], csrs[1]!);
+      refused(r, 403, 'device/factory-refused');
+      expect((r.message as { message: string }).message).toBe('factory enrolment refused');
+      expect(lastEvent('security.device_enroll_refused')).toMatchObject({ code: 'device/factory-refused', device, node: 'edge-1', reason });
+    }
+    refused(factoryEnroll(edge2, SENSOR, [factory['sensor-1']!], csrs[1]!), 403, 'device/wrong-node');
+  });
+
+  it('the configured default token TTL (devices.tokenTtl) applies when device.token has no ttlMs', () => {
+    const h = createDeviceAdminHandlers({ resources, tokens, clock, logger: { info: () => {}, warn: () => {} }, bundleDigest: () => 'sha256:x', defaultTokenTtlMs: 2 * HOUR });
+    expect((h['device.token']({ device: SENSOR }) as DeviceTokenResult).expiresAt).toBe(clock.now() + 2 * HOUR);
+    expect(() => h['device.token']({ device: SENSOR, ttlMs: DAY + 1 })).toThrow(expect.objectContaining({ code: 'device-token/bad-ttl' }) as unknown as Error);
+    expect(() => h['device.token']({ device: SENSOR, extra: 1 })).toThrow(expect.objectContaining({ code: 'cloud-admin/bad-request' }) as unknown as Error);
+  });
+});

@@ -4,12 +4,20 @@
  *   device.revoke {device}         -> {device, revokedBefore, version}
  *
  * `device.token` makes a one-time bootstrap token for an existing Device, bound to the node it is assigned
- * to now (`spec.nodeName`); TTL default 1 h, 1 min .. 24 h. The token is returned once and never logged.
+ * to now (`spec.nodeName`); TTL `ttlMs`, else the cloud's `devices.tokenTtl` (default 1 h), 1 min .. 24 h.
+ * The token is returned once and never logged (the log has `token_id`, the first 8 hex digits of its hash).
  *
  * `device.revoke` re-applies the Device with `revokedBefore` = now (rounded down to the whole second:
  * X.509 times have whole seconds) through the resource store, so the hub syncs it to the edge; every SVID of
  * the device with an earlier NotBefore is refused from then on (EventBus, renewals), and its unused tokens
  * are dropped. `resource.apply` keeps a stored `revokedBefore` (src/cloud/resources/admin.ts).
+ *
+ * There is no un-revoke: a revocation is a cut-off time, not a state. To use the device again, make a new token
+ * (`edgeward device token`) and enrol it: its new SVID is issued after the cut-off and is accepted everywhere.
+ * Factory (manufacturer certificate) enrolment stays refused while `revokedBefore` is set, since the factory
+ * certificate is what may have been stolen; to clear `revokedBefore`, delete the Device and apply it again.
+ * That also re-admits its SVIDs issued before the revocation that have not expired yet (at most
+ * `devices.svidTtl` old): delete and re-create only after that lifetime has passed.
  */
 import { isDeviceName, parseDeviceName, formatDeviceName, DeviceNameError } from '../../attestation/index.js';
 import type { Clock } from '../../identity/index.js';
@@ -17,7 +25,7 @@ import { deviceOf, type AdminSocketLogger } from '../../protocol/index.js';
 import { CloudAdminError } from '../admin/index.js';
 import type { ResourceStore } from '../resources/index.js';
 import { DeviceError } from './errors.js';
-import { DEFAULT_DEVICE_TOKEN_TTL_MS, type DeviceTokenStore } from './tokens.js';
+import { DEFAULT_DEVICE_TOKEN_TTL_MS, deviceTokenId, type DeviceTokenStore } from './tokens.js';
 
 export interface DeviceAdminDeps {
   resources: Pick<ResourceStore, 'get' | 'apply'>;
@@ -26,6 +34,8 @@ export interface DeviceAdminDeps {
   logger: AdminSocketLogger;
   /** `sha256:HEX` of the current bundle (what the device enrolment client pins). */
   bundleDigest(): string;
+  /** Lifetime of a token made without `ttlMs` (config `devices.tokenTtl`; default 1 h). */
+  defaultTokenTtlMs?: number;
 }
 
 export interface DeviceTokenResult {
@@ -79,13 +89,16 @@ export function createDeviceAdminHandlers(deps: DeviceAdminDeps): DeviceAdminHan
     'device.token': (p): DeviceTokenResult => {
       members(p, ['device', 'ttlMs'], 'device.token');
       const name = deviceParam(p);
-      const ttl = p['ttlMs'] ?? DEFAULT_DEVICE_TOKEN_TTL_MS;
+      const ttl = p['ttlMs'] ?? deps.defaultTokenTtlMs ?? DEFAULT_DEVICE_TOKEN_TTL_MS;
       if (typeof ttl !== 'number') throw badRequest('ttlMs must be a number of milliseconds');
       const dev = deviceOf(mustGet(name));
       const now = clock.now();
       const t = tokens.issue(dev.fullName, dev.spec.nodeName, ttl, now);
       // Never the token itself.
-      logger.info({ event: 'device.token_created', device: t.device, node: t.node, expires_at: t.expiresAt }, 'device token created');
+      logger.info(
+        { event: 'device.token_created', device: t.device, node: t.node, expires_at: t.expiresAt, token_id: deviceTokenId(t.token).slice(0, 8) },
+        'device token created',
+      );
       return { token: t.token, device: t.device, node: t.node, expiresAt: t.expiresAt, bundleDigest: deps.bundleDigest() };
     },
 

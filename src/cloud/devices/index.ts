@@ -16,12 +16,10 @@ export {
   type IssuedDeviceToken,
   type TokenRefusal,
 } from './tokens.js';
+export { factoryChainProblem, subjectSerialNumbers, MAX_FACTORY_CHAIN_CERTS } from './factory.js';
 export {
   createDeviceIssuer,
-  factoryChainProblem,
-  subjectSerialNumbers,
   DEFAULT_DEVICE_SVID_TTL_MS,
-  MAX_FACTORY_CHAIN_CERTS,
   type DeviceIssuer,
   type DeviceIssuerDeps,
   type DeviceIssuerLogger,

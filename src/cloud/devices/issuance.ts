@@ -11,18 +11,16 @@
  * for a revoked device is signed so that its NotBefore is not before `revokedBefore` (the CA backdates
  * NotBefore by BACKDATE_MS, so the signing time is moved forward by at most that much when needed).
  *
- * Factory path: the chain (leaf first) must verify at `now` to one of the model's `factoryCAs` (node:crypto
- * X509Certificate: issuer name match and signature, every certificate in its validity period, every issuer a
- * CA), the leaf must not be a CA, and the leaf subject's serialNumber (OID 2.5.4.5) must equal the Device's
- * `spec.factoryIdentity.serialNumber`. The edge sends the chain only after the TLS handshake proved the
- * device holds the leaf's key.
+ * Factory path (factory.ts): the chain (leaf first) must verify at `now` to one of the model's `factoryCAs`
+ * (RFC 5280 6.1 path checks), the leaf must not be a CA, and the leaf subject's serialNumber (OID 2.5.4.5,
+ * read from the DER name) must equal the Device's `spec.factoryIdentity.serialNumber`. The edge sends the
+ * chain only after the TLS handshake proved the device holds the leaf's key.
  *
  * Renew path: the presented chain must validate as an X509-SVID of the current bundle at `now` (X509-SVID 5)
  * whose ID is exactly the device's, with NotBefore >= `revokedBefore`.
  *
  * Tokens are never logged (only `token_id`, the first 8 hex digits of their SHA-256).
  */
-import { X509Certificate } from 'node:crypto';
 import { deviceSpiffeId, isDeviceName } from '../../attestation/index.js';
 import {
   BACKDATE_MS,
@@ -37,13 +35,11 @@ import {
 import { deviceModelOf, deviceOf, type DeviceEnrollMessage, type DeviceRecord, type DeviceRenewMessage, type DeviceSvidMessage } from '../../protocol/index.js';
 import type { ResourceStore } from '../resources/index.js';
 import { DeviceError } from './errors.js';
+import { factoryChainProblem } from './factory.js';
 import type { DeviceTokenStore } from './tokens.js';
-
 
 /** Default device SVID lifetime (contract: `devices.svidTtl`, 24 h). */
 export const DEFAULT_DEVICE_SVID_TTL_MS = 24 * 3_600_000;
-/** Longest factory chain looked at (leaf and intermediates). */
-export const MAX_FACTORY_CHAIN_CERTS = 8;
 
 export interface DeviceIssuerLogger {
   info(obj: Record<string, unknown>, msg: string): void;
@@ -66,75 +62,6 @@ export interface DeviceIssuer {
   /** Throws DeviceError / CsrError refusals (peer-facing); never signs on a refusal. */
   enroll(m: DeviceEnrollMessage, node: string, now: number): DeviceSvidMessage;
   renew(m: DeviceRenewMessage, node: string, now: number): DeviceSvidMessage;
-}
-
-/** The values of the subject's serialNumber attributes (OID 2.5.4.5) as node:crypto prints the subject. */
-export function subjectSerialNumbers(cert: X509Certificate): string[] {
-  const out: string[] = [];
-  for (const line of cert.subject.split('\n')) {
-    // A multi-valued RDN is printed as `a=1+b=2`; attribute values are not split further.
-    for (const part of line.split('+')) if (part.startsWith('serialNumber=')) out.push(part.slice('serialNumber='.length));
-  }
-  return out;
-}
-
-const timeOf = (text: string): number => {
-  const t = Date.parse(text);
-  return Number.isFinite(t) ? t : NaN;
-};
-
-const validAt = (c: X509Certificate, now: number): boolean => {
-  const from = timeOf(c.validFrom);
-  const to = timeOf(c.validTo);
-  return Number.isFinite(from) && Number.isFinite(to) && from <= now && now <= to;
-};
-
-const issued = (child: X509Certificate, issuer: X509Certificate): boolean => {
-  try {
-    return child.checkIssued(issuer) && child.verify(issuer.publicKey);
-  } catch {
-    return false;
-  }
-};
-
-/**
- * Why a factory chain (leaf first, DER) does not verify at `now` to one of `anchorsPem`, or undefined when it
- * does. The leaf must not be a CA and its subject serialNumber must be `serial`.
- */
-export function factoryChainProblem(chainDer: readonly Buffer[], anchorsPem: readonly string[], serial: string, now: number): string | undefined {
-  if (!Array.isArray(chainDer) || chainDer.length === 0) return 'no factory certificate';
-  if (chainDer.length > MAX_FACTORY_CHAIN_CERTS) return 'factory chain too long';
-  let certs: X509Certificate[];
-  let anchors: X509Certificate[];
-  try {
-    certs = chainDer.map((d) => new X509Certificate(d));
-  } catch {
-    return 'factory certificate malformed';
-  }
-  try {
-    anchors = anchorsPem.map((p) => new X509Certificate(p));
-  } catch {
-    return 'model factory CA malformed';
-  }
-  if (anchors.length === 0) return 'the device model lists no factory CAs';
-  const leaf = certs[0]!;
-  if (leaf.ca) return 'factory leaf is a CA';
-  if (!validAt(leaf, now)) return 'factory leaf outside its validity period';
-  const serials = subjectSerialNumbers(leaf);
-  if (serials.length !== 1) return 'factory leaf subject has no single serialNumber';
-  if (serials[0] !== serial) return 'factory serialNumber does not match the device';
-  // Walk up: an anchor that issued the current certificate ends the path; else an unused intermediate.
-  const used = new Set<number>([0]);
-  let current = leaf;
-  for (let depth = 0; depth <= MAX_FACTORY_CHAIN_CERTS; depth++) {
-    const anchor = anchors.find((a) => a.ca && validAt(a, now) && issued(current, a));
-    if (anchor !== undefined) return undefined;
-    const next = certs.findIndex((c, i) => !used.has(i) && c.ca && validAt(c, now) && issued(current, c));
-    if (next < 0) return 'factory chain does not verify to a factory CA of the model';
-    used.add(next);
-    current = certs[next]!;
-  }
-  return 'factory chain does not verify to a factory CA of the model';
 }
 
 export function createDeviceIssuer(deps: DeviceIssuerDeps): DeviceIssuer {
